@@ -1,0 +1,1 @@
+"""orthovec indexer stage."""

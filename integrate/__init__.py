@@ -1,0 +1,1 @@
+"""orthovec integrate stage."""

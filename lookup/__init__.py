@@ -1,0 +1,1 @@
+"""orthovec lookup stage."""

@@ -1,0 +1,5 @@
+"""Click commands of the lookup stage."""
+
+import click
+
+COMMANDS: list[click.Command] = []

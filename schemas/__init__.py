@@ -1,0 +1,1 @@
+"""Contracts between orthovec's stages: table schemas, atlas layout, API models, errors."""

@@ -1,0 +1,85 @@
+"""Where each stage's files live inside an atlas directory.
+
+Every path any stage reads or writes is built here, so the layout is declared once and deleting
+the directory resets everything (no hidden global state).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.errors import UserError
+
+DEFAULT_ATLAS = Path("orthovec-atlas")
+ATLAS_ENV = "ORTHOVEC_ATLAS"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Species and model names become directory and file names, so keep them path-safe."""
+    if not _NAME.fullmatch(value or ""):
+        raise UserError(
+            f"Invalid {kind} name {value!r}: use letters, digits, '_', '-' or '.', starting with a "
+            f"letter or digit (for example 'homo_sapiens')."
+        )
+    return value
+
+
+def resolve_atlas(atlas: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Path:
+    """--atlas wins, then $ORTHOVEC_ATLAS, then ./orthovec-atlas."""
+    env = os.environ if environ is None else environ
+    if atlas:
+        return Path(atlas)
+    if env.get(ATLAS_ENV):
+        return Path(env[ATLAS_ENV])
+    return DEFAULT_ATLAS
+
+
+@dataclass(frozen=True)
+class Atlas:
+    """Paths inside one atlas directory."""
+
+    root: Path
+
+    def species_dir(self, species: str) -> Path:
+        return self.root / "species" / check_name("species", species)
+
+    def proteins(self, species: str) -> Path:
+        return self.species_dir(species) / "proteins.parquet"
+
+    def protein_embeddings(self, species: str, model: str) -> Path:
+        return self.species_dir(species) / "protein_embeddings" / f"{check_name('model', model)}.parquet"
+
+    def genes(self, species: str, model: str) -> Path:
+        return self.species_dir(species) / "genes" / f"{check_name('model', model)}.parquet"
+
+    def index_report(self, species: str) -> Path:
+        return self.species_dir(species) / "index_report.json"
+
+    def embedding_cache(self, cache_key: str) -> Path:
+        """Chunks of embedded sequences, shared by all species indexed with the same model setup."""
+        return self.root / "cache" / "embeddings" / cache_key
+
+    def qdrant(self, model: str) -> Path:
+        """One embedded Qdrant Edge shard per model (vector sizes differ between models)."""
+        return self.root / "qdrant" / check_name("model", model)
+
+    def mapping(self, model: str, species_a: str, species_b: str) -> Path:
+        a, b = check_name("species", species_a), check_name("species", species_b)
+        return self.root / "mappings" / check_name("model", model) / f"{a}__{b}.parquet"
+
+    def multi_mapping(self, model: str, species: list[str]) -> Path:
+        names = "__".join(check_name("species", s) for s in species)
+        return self.root / "mappings" / check_name("model", model) / f"groups__{names}.parquet"
+
+    def species_names(self) -> list[str]:
+        base = self.root / "species"
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+    def models_for(self, species: str) -> list[str]:
+        genes_dir = self.species_dir(species) / "genes"
+        return sorted(p.stem for p in genes_dir.glob("*.parquet")) if genes_dir.is_dir() else []

@@ -1,0 +1,215 @@
+"""Arrow schemas of every table orthovec writes, and the one way to write and read them.
+
+A table written by one stage is read by the next through the same `TableSpec`, so a column is
+named and typed in exactly one place. Files carry their spec name and version plus provenance
+(model, layer, pooling, weights hash, orthovec version...) in the Parquet key-value metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.errors import UserError
+
+SCHEMA_KEY = b"orthovec.schema"
+PROVENANCE_KEY = b"orthovec.provenance"
+
+#: Marker type for "fixed-size list of float32 of any width" (vector width depends on the model).
+VECTOR = pa.list_(pa.float32())
+
+
+def vector_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Name, version and columns of one kind of table; extra columns are allowed and kept."""
+
+    name: str
+    version: int
+    required: pa.Schema
+    optional: pa.Schema = field(default_factory=lambda: pa.schema([]))
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    def schema(self, dim: int | None = None, with_optional: bool = True) -> pa.Schema:
+        """Concrete schema, with VECTOR columns given their width."""
+        fields = list(self.required) + (list(self.optional) if with_optional else [])
+        return pa.schema([_concrete(f, dim) for f in fields])
+
+    def validate(self, table: pa.Table, source: str) -> pa.Table:
+        """Check columns and types; cast harmless differences (string vs large_string)."""
+        for spec_field, required in [(f, True) for f in self.required] + [(f, False) for f in self.optional]:
+            if spec_field.name not in table.column_names:
+                if required:
+                    raise UserError(
+                        f"{source}: missing column '{spec_field.name}' required by the {self.tag} "
+                        f"table schema (found: {', '.join(table.column_names) or 'no columns'})."
+                    )
+                continue
+            actual = table.schema.field(spec_field.name).type
+            table = _conform(table, spec_field, actual, source, self.tag)
+        return table
+
+
+def _concrete(f: pa.Field, dim: int | None) -> pa.Field:
+    if f.type == VECTOR:
+        if dim is None:
+            raise ValueError(f"column {f.name} needs a vector width")
+        return pa.field(f.name, vector_type(dim), nullable=f.nullable)
+    return f
+
+
+def _conform(table: pa.Table, spec_field: pa.Field, actual: pa.DataType, source: str, tag: str) -> pa.Table:
+    name = spec_field.name
+    if spec_field.type == VECTOR:
+        if pa.types.is_fixed_size_list(actual) and actual.value_type == pa.float32():
+            return table
+        raise UserError(
+            f"{source}: column '{name}' must be a fixed-size list of float32 ({tag}), found {actual}."
+        )
+    if actual == spec_field.type:
+        return table
+    if actual == pa.null() or _same_kind(actual, spec_field.type):
+        idx = table.column_names.index(name)
+        return table.set_column(idx, spec_field.with_nullable(True), table.column(name).cast(spec_field.type))
+    raise UserError(f"{source}: column '{name}' should be {spec_field.type} ({tag}), found {actual}.")
+
+
+def _same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
+    kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_dictionary)
+    if any(k(expected) for k in kinds[:2]):
+        return any(k(actual) for k in kinds)
+    for predicate in (pa.types.is_integer, pa.types.is_floating):
+        if predicate(expected) and predicate(actual):
+            return True
+    return False
+
+
+def write_table(table: pa.Table, path: Path, spec: TableSpec, provenance: Mapping[str, Any]) -> Path:
+    """Validate, then write atomically (temp file + rename) so a killed run never leaves half a file."""
+    table = spec.validate(table, str(path))
+    metadata = dict(table.schema.metadata or {})
+    metadata[SCHEMA_KEY] = spec.tag.encode()
+    metadata[PROVENANCE_KEY] = json.dumps(dict(provenance), sort_keys=True, default=str).encode()
+    table = table.replace_schema_metadata(metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
+def read_table(path: Path, spec: TableSpec, columns: list[str] | None = None) -> pa.Table:
+    """Read and validate a table written by `write_table` (or a compatible one from elsewhere)."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: file not found (expected a {spec.tag} Parquet table).")
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise UserError(f"{path}: not a readable Parquet file ({err}).") from err
+    tag = (table.schema.metadata or {}).get(SCHEMA_KEY, b"").decode()
+    if tag and tag.split("/")[0] != spec.name:
+        raise UserError(f"{path}: holds a '{tag}' table, expected '{spec.tag}'.")
+    if tag and int(tag.split("/")[1]) > spec.version:
+        raise UserError(
+            f"{path}: written by a newer orthovec ({tag}); this version reads up to {spec.tag}. "
+            "Upgrade orthovec."
+        )
+    if columns is None:
+        return spec.validate(table, str(path))
+    return table
+
+
+def read_provenance(path: Path) -> dict[str, Any]:
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(PROVENANCE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+# --- indexer ---------------------------------------------------------------------------------
+
+PROTEINS = TableSpec(
+    "proteins",
+    1,
+    pa.schema(
+        [
+            pa.field("species", pa.string(), nullable=False),
+            pa.field("protein_id", pa.string(), nullable=False),
+            pa.field("gene_id", pa.string(), nullable=False),
+            pa.field("gene_symbol", pa.string()),
+            pa.field("taxid", pa.int64()),
+            pa.field("seq_hash", pa.string(), nullable=False),
+            pa.field("length", pa.int32(), nullable=False),
+            pa.field("is_canonical", pa.bool_()),
+            pa.field("sequence", pa.string(), nullable=False),
+        ]
+    ),
+    pa.schema([pa.field("description", pa.string()), pa.field("transcript_id", pa.string())]),
+)
+
+#: One row per distinct sequence of a species, keyed by content hash.
+PROTEIN_EMBEDDINGS = TableSpec(
+    "protein_embeddings",
+    1,
+    pa.schema(
+        [
+            pa.field("seq_hash", pa.string(), nullable=False),
+            pa.field("length", pa.int32(), nullable=False),
+            pa.field("embedding", VECTOR, nullable=False),
+        ]
+    ),
+)
+
+GENES = TableSpec(
+    "genes",
+    1,
+    pa.schema(
+        [
+            pa.field("species", pa.string(), nullable=False),
+            pa.field("gene_id", pa.string(), nullable=False),
+            pa.field("gene_symbol", pa.string()),
+            pa.field("taxid", pa.int64()),
+            pa.field("n_proteins", pa.int32(), nullable=False),
+            pa.field("protein_ids", pa.list_(pa.string()), nullable=False),
+            pa.field("embedding", VECTOR, nullable=False),
+        ]
+    ),
+)
+
+# --- lookup ----------------------------------------------------------------------------------
+
+RELATIONS = ("one2one", "one2many", "many2one", "many2many")
+
+MAPPING = TableSpec(
+    "mapping",
+    1,
+    pa.schema(
+        [
+            pa.field("species_a", pa.string(), nullable=False),
+            pa.field("gene_id_a", pa.string(), nullable=False),
+            pa.field("gene_symbol_a", pa.string()),
+            pa.field("species_b", pa.string(), nullable=False),
+            pa.field("gene_id_b", pa.string(), nullable=False),
+            pa.field("gene_symbol_b", pa.string()),
+            pa.field("score", pa.float32()),
+            pa.field("rank_ab", pa.int32()),
+            pa.field("rank_ba", pa.int32()),
+            pa.field("is_rbh", pa.bool_()),
+            pa.field("relation", pa.string()),
+            pa.field("group_id", pa.int64()),
+            pa.field("source", pa.string(), nullable=False),
+        ]
+    ),
+)
