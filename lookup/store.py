@@ -1,0 +1,434 @@
+"""Gene-vector stores: one interface over Qdrant Edge (embedded default) and a Qdrant server.
+
+Both engines hold one collection per model (vector widths differ between models) with species as a
+tenant keyword index, and use the same deterministic point IDs, so loading the same genes twice
+overwrites instead of duplicating. Everything above this module (indexer, queries, the API) talks
+to `GeneStore` only, which is what makes "embedded or server" a matter of passing a URL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.atlas import Atlas
+from schemas.errors import UserError
+
+#: Namespace for point IDs: uuid5(model, species, gene_id) is the same on every machine and run.
+POINT_NAMESPACE = uuid.UUID("7f1c2d0e-5b9a-4c53-9a51-0d6f1e2a9c11")
+
+#: A proteome is ~20k genes: brute force over one species is exact and still sub-10 ms, so exact
+#: search is used up to this many points per searched species and HNSW above it.
+EXACT_SEARCH_MAX_POINTS = 50_000
+
+PAYLOAD_FIELDS = ("species", "taxid", "gene_id", "gene_symbol", "n_proteins", "model")
+
+
+def point_id(model: str, species: str, gene_id: str) -> str:
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{model}\t{species}\t{gene_id}"))
+
+
+def gene_keys(gene_id: str, gene_symbol: str | None) -> list[str]:
+    """Upper-cased lookup keys: a gene is found by its ID or symbol whatever the species' case rules."""
+    keys = {gene_id.upper()}
+    if gene_symbol:
+        keys.add(gene_symbol.upper())
+    return sorted(keys)
+
+
+@dataclass(frozen=True)
+class StoredGene:
+    """A gene as the store knows it (payload), with a score when it came from a search."""
+
+    species: str
+    gene_id: str
+    gene_symbol: str | None
+    taxid: int | None
+    n_proteins: int
+    model: str
+    score: float = float("nan")
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], score: float = float("nan")) -> StoredGene:
+        return cls(
+            species=payload["species"],
+            gene_id=payload["gene_id"],
+            gene_symbol=payload.get("gene_symbol"),
+            taxid=payload.get("taxid"),
+            n_proteins=int(payload.get("n_proteins") or 0),
+            model=payload["model"],
+            score=score,
+        )
+
+
+def _payloads(model: str, genes: pa.Table) -> Iterator[tuple[str, dict[str, Any]]]:
+    columns = {name: genes.column(name).to_pylist() for name in ("species", "gene_id", "gene_symbol")}
+    taxids = genes.column("taxid").to_pylist() if "taxid" in genes.column_names else [None] * genes.num_rows
+    n_proteins = genes.column("n_proteins").to_pylist()
+    for i in range(genes.num_rows):
+        species, gene_id, symbol = columns["species"][i], columns["gene_id"][i], columns["gene_symbol"][i]
+        payload = {
+            "species": species,
+            "taxid": taxids[i],
+            "gene_id": gene_id,
+            "gene_symbol": symbol,
+            "n_proteins": n_proteins[i],
+            "model": model,
+            "gene_key": gene_keys(gene_id, symbol),
+        }
+        yield point_id(model, species, gene_id), payload
+
+
+def embedding_matrix(genes: pa.Table) -> np.ndarray:
+    """(genes, dim) float32 view of a GENES table's fixed-size-list embedding column."""
+    column = genes.column("embedding").combine_chunks()
+    dim = column.type.list_size
+    return column.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+
+
+class GeneStore(Protocol):
+    """What the rest of orthovec needs from a vector store."""
+
+    def upsert_genes(self, model: str, genes: pa.Table) -> int: ...
+
+    def remove_missing(self, model: str, species: str, keep_gene_ids: Iterable[str]) -> int: ...
+
+    def search(
+        self, model: str, vectors: np.ndarray, species: str | None, k: int
+    ) -> list[list[StoredGene]]: ...
+
+    def find_genes(self, model: str, species: str, key: str) -> list[StoredGene]: ...
+
+    def gene_vectors(self, model: str, species: str, gene_ids: list[str]) -> np.ndarray: ...
+
+    def species_counts(self, model: str) -> dict[str, int]: ...
+
+    def models(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(atlas: Atlas, qdrant_url: str | None = None, api_key: str | None = None) -> GeneStore:
+    """The embedded Edge store in the atlas, or a server when a URL (or `local:PATH`) is given."""
+    if qdrant_url:
+        return ServerStore(qdrant_url, api_key=api_key)
+    return EdgeStore(atlas)
+
+
+# --- embedded: Qdrant Edge --------------------------------------------------------------------
+
+
+class EdgeStore:
+    """Qdrant's own engine in-process: one Edge shard per model under ATLAS/qdrant/<model>/.
+
+    An Edge shard is owned by one process (its write-ahead log is locked), hence the rule
+    "index, then serve": a second process opening the same shard gets a clear error.
+    """
+
+    def __init__(self, atlas: Atlas) -> None:
+        self.atlas = atlas
+        self._shards: dict[str, Any] = {}
+
+    def _shard(self, model: str, dim: int | None = None) -> Any:
+        import qdrant_edge as qe
+
+        if model in self._shards:
+            return self._shards[model]
+        path = self.atlas.qdrant(model)
+        try:
+            if (path / "edge_config.json").exists() or any(path.glob("segments*")):
+                shard = qe.EdgeShard.load(str(path))
+            elif dim is None:
+                raise UserError(
+                    f"No vectors for model '{model}' in the embedded store at {path}. "
+                    f"Index a proteome with `orthovec index --model {model}` first."
+                )
+            else:
+                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
+                shard = qe.EdgeShard.create(str(path), config)
+                shard.update(
+                    qe.UpdateOperation.create_field_index("species", qe.KeywordIndexParams(is_tenant=True))
+                )
+                shard.update(qe.UpdateOperation.create_field_index("gene_key", qe.PayloadSchemaType.Keyword))
+        except RuntimeError as err:
+            if "WouldBlock" in str(err) or "lock" in str(err).lower():
+                raise UserError(
+                    f"The embedded store {path} is open in another orthovec process (one writer at a "
+                    f"time: index first, then query or serve). Stop the other process, or load the "
+                    f"atlas into a Qdrant server (`orthovec load --qdrant-url URL`) for shared use."
+                ) from err
+            raise
+        self._shards[model] = shard
+        return shard
+
+    def upsert_genes(self, model: str, genes: pa.Table, batch_size: int = 1024) -> int:
+        import qdrant_edge as qe
+
+        vectors = embedding_matrix(genes)
+        shard = self._shard(model, dim=vectors.shape[1])
+        batch: list[Any] = []
+        for row, (pid, payload) in enumerate(_payloads(model, genes)):
+            batch.append(qe.Point(pid, vectors[row].tolist(), payload))
+            if len(batch) == batch_size:
+                shard.update(qe.UpdateOperation.upsert_points(batch))
+                batch = []
+        if batch:
+            shard.update(qe.UpdateOperation.upsert_points(batch))
+        shard.flush()
+        return genes.num_rows
+
+    def remove_missing(self, model: str, species: str, keep_gene_ids: Iterable[str]) -> int:
+        import qdrant_edge as qe
+
+        keep = {point_id(model, species, g) for g in keep_gene_ids}
+        stale = [pid for pid in self._species_point_ids(model, species) if pid not in keep]
+        if stale:
+            shard = self._shard(model)
+            shard.update(qe.UpdateOperation.delete_points(stale))
+            shard.flush()
+        return len(stale)
+
+    def _species_point_ids(self, model: str, species: str) -> list[str]:
+        import qdrant_edge as qe
+
+        shard = self._shard(model)
+        ids: list[str] = []
+        offset = None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=4096, filter=_edge_species_filter(species))
+            )
+            ids.extend(str(r.id) for r in records)
+            if offset is None:
+                return ids
+
+    def search(self, model: str, vectors: np.ndarray, species: str | None, k: int) -> list[list[StoredGene]]:
+        import qdrant_edge as qe
+
+        shard = self._shard(model)
+        query_filter = _edge_species_filter(species) if species else None
+        exact = self._count(model, species) <= EXACT_SEARCH_MAX_POINTS
+        requests = [
+            qe.QueryRequest(
+                limit=k,
+                query=qe.Query.Nearest(vector.tolist()),
+                filter=query_filter,
+                with_payload=True,
+                params=qe.SearchParams(exact=exact),
+            )
+            for vector in np.atleast_2d(vectors).astype(np.float32)
+        ]
+        results = shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[StoredGene.from_payload(p.payload, p.score) for p in hits] for hits in results]
+
+    def _count(self, model: str, species: str | None) -> int:
+        import qdrant_edge as qe
+
+        query_filter = _edge_species_filter(species) if species else None
+        return self._shard(model).count(qe.CountRequest(filter=query_filter, exact=True))
+
+    def find_genes(self, model: str, species: str, key: str) -> list[StoredGene]:
+        import qdrant_edge as qe
+
+        conditions = [
+            qe.FieldCondition(key="species", match=qe.MatchValue(species)),
+            qe.FieldCondition(key="gene_key", match=qe.MatchValue(key.upper())),
+        ]
+        records, _ = self._shard(model).scroll(
+            qe.ScrollRequest(limit=100, filter=qe.Filter(must=conditions), with_payload=True)
+        )
+        return [StoredGene.from_payload(r.payload) for r in records]
+
+    def gene_vectors(self, model: str, species: str, gene_ids: list[str]) -> np.ndarray:
+        records = self._shard(model).retrieve(
+            [point_id(model, species, g) for g in gene_ids], with_payload=False, with_vector=True
+        )
+        by_id = {str(r.id): r.vector for r in records}
+        return np.asarray([by_id[point_id(model, species, g)] for g in gene_ids], dtype=np.float32)
+
+    def species_counts(self, model: str) -> dict[str, int]:
+        import qdrant_edge as qe
+
+        facets = self._shard(model).facet(qe.FacetRequest(key="species", limit=10_000, exact=True))
+        return {str(hit.value): int(hit.count) for hit in facets}
+
+    def models(self) -> list[str]:
+        base = self.atlas.root / "qdrant"
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.close()
+        self._shards.clear()
+
+
+def _edge_species_filter(species: str) -> Any:
+    import qdrant_edge as qe
+
+    return qe.Filter(must=[qe.FieldCondition(key="species", match=qe.MatchValue(species))])
+
+
+# --- server: qdrant-client ---------------------------------------------------------------------
+
+COLLECTION_PREFIX = "orthovec__"
+
+
+class ServerStore:
+    """A Qdrant server or cluster through qdrant-client (one collection per model).
+
+    `local:PATH` (or `:memory:`) selects qdrant-client's local mode, which speaks the same client
+    API without a server; the tests use it because no Qdrant server can run on CI machines.
+    """
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: int = 60) -> None:
+        from qdrant_client import QdrantClient
+
+        if url == ":memory:":
+            self.client = QdrantClient(location=":memory:")
+        elif url.startswith("local:"):
+            self.client = QdrantClient(path=url.removeprefix("local:"))
+        else:
+            self.client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
+        self.url = url
+
+    @staticmethod
+    def collection(model: str) -> str:
+        return f"{COLLECTION_PREFIX}{model}"
+
+    def _ensure_collection(self, model: str, dim: int) -> None:
+        from qdrant_client import models as qm
+
+        name = self.collection(model)
+        if self.client.collection_exists(name):
+            return
+        self.client.create_collection(
+            name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
+        )
+        self.client.create_payload_index(
+            name, "species", qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)
+        )
+        self.client.create_payload_index(name, "gene_key", qm.PayloadSchemaType.KEYWORD)
+
+    def _require_collection(self, model: str) -> str:
+        name = self.collection(model)
+        if not self.client.collection_exists(name):
+            raise UserError(
+                f"The Qdrant server at {self.url} has no collection for model '{model}' ({name}). "
+                f"Push an atlas there with `orthovec load --qdrant-url {self.url}`."
+            )
+        return name
+
+    def upsert_genes(self, model: str, genes: pa.Table, batch_size: int = 512, parallel: int = 1) -> int:
+        from qdrant_client import models as qm
+
+        vectors = embedding_matrix(genes)
+        self._ensure_collection(model, vectors.shape[1])
+        points = (
+            qm.PointStruct(id=pid, vector=vectors[row].tolist(), payload=payload)
+            for row, (pid, payload) in enumerate(_payloads(model, genes))
+        )
+        self.client.upload_points(
+            self.collection(model), points, batch_size=batch_size, parallel=parallel, max_retries=3, wait=True
+        )
+        return genes.num_rows
+
+    def remove_missing(self, model: str, species: str, keep_gene_ids: Iterable[str]) -> int:
+        from qdrant_client import models as qm
+
+        name = self._require_collection(model)
+        keep = {point_id(model, species, g) for g in keep_gene_ids}
+        stale: list[str] = []
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                name, scroll_filter=_server_species_filter(species), limit=4096, offset=offset
+            )
+            stale.extend(str(r.id) for r in records if str(r.id) not in keep)
+            if offset is None:
+                break
+        if stale:
+            self.client.delete(name, points_selector=qm.PointIdsList(points=stale), wait=True)
+        return len(stale)
+
+    def search(self, model: str, vectors: np.ndarray, species: str | None, k: int) -> list[list[StoredGene]]:
+        from qdrant_client import models as qm
+
+        name = self._require_collection(model)
+        query_filter = _server_species_filter(species) if species else None
+        count = self.client.count(name, count_filter=query_filter, exact=True).count
+        params = qm.SearchParams(exact=count <= EXACT_SEARCH_MAX_POINTS)
+        requests = [
+            qm.QueryRequest(query=v.tolist(), filter=query_filter, limit=k, with_payload=True, params=params)
+            for v in np.atleast_2d(vectors).astype(np.float32)
+        ]
+        responses = self.client.query_batch_points(name, requests=requests)
+        return [[StoredGene.from_payload(p.payload or {}, p.score) for p in r.points] for r in responses]
+
+    def find_genes(self, model: str, species: str, key: str) -> list[StoredGene]:
+        from qdrant_client import models as qm
+
+        name = self._require_collection(model)
+        query_filter = qm.Filter(
+            must=[
+                qm.FieldCondition(key="species", match=qm.MatchValue(value=species)),
+                qm.FieldCondition(key="gene_key", match=qm.MatchValue(value=key.upper())),
+            ]
+        )
+        records, _ = self.client.scroll(name, scroll_filter=query_filter, limit=100)
+        return [StoredGene.from_payload(r.payload or {}) for r in records]
+
+    def gene_vectors(self, model: str, species: str, gene_ids: list[str]) -> np.ndarray:
+        name = self._require_collection(model)
+        ids = [point_id(model, species, g) for g in gene_ids]
+        records = self.client.retrieve(name, ids=ids, with_vectors=True, with_payload=False)
+        by_id = {str(r.id): r.vector for r in records}
+        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+
+    def species_counts(self, model: str) -> dict[str, int]:
+        from qdrant_client import models as qm
+
+        name = self._require_collection(model)
+        try:
+            facets = self.client.facet(name, key="species", limit=10_000, exact=True)
+            return {str(hit.value): int(hit.count) for hit in facets.hits}
+        except (NotImplementedError, ValueError):
+            # qdrant-client's local mode has no facet endpoint; count by scrolling instead.
+            counts: dict[str, int] = {}
+            offset = None
+            while True:
+                records, offset = self.client.scroll(
+                    name,
+                    limit=4096,
+                    offset=offset,
+                    with_payload=qm.PayloadSelectorInclude(include=["species"]),
+                )
+                for r in records:
+                    counts[r.payload["species"]] = counts.get(r.payload["species"], 0) + 1
+                if offset is None:
+                    return counts
+
+    def models(self) -> list[str]:
+        names = [c.name for c in self.client.get_collections().collections]
+        return sorted(n.removeprefix(COLLECTION_PREFIX) for n in names if n.startswith(COLLECTION_PREFIX))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _server_species_filter(species: str) -> Any:
+    from qdrant_client import models as qm
+
+    return qm.Filter(must=[qm.FieldCondition(key="species", match=qm.MatchValue(value=species))])
+
+
+def describe(store: GeneStore) -> str:
+    """Where the vectors live, for messages."""
+    if isinstance(store, EdgeStore):
+        return f"embedded Qdrant Edge store in {Path(store.atlas.root) / 'qdrant'}"
+    return f"Qdrant at {getattr(store, 'url', '?')}"
