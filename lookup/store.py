@@ -9,6 +9,7 @@ to `GeneStore` only, which is what makes "embedded or server" a matter of passin
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,8 @@ class GeneStore(Protocol):
 
     def find_genes(self, model: str, species: str, key: str) -> list[StoredGene]: ...
 
+    def list_genes(self, model: str, species: str) -> list[StoredGene]: ...
+
     def gene_vectors(self, model: str, species: str, gene_ids: list[str]) -> np.ndarray: ...
 
     def species_counts(self, model: str) -> dict[str, int]: ...
@@ -194,19 +197,27 @@ class EdgeStore:
             shard.flush()
         return len(stale)
 
-    def _species_point_ids(self, model: str, species: str) -> list[str]:
+    def _species_records(self, model: str, species: str, with_payload: bool) -> list[Any]:
         import qdrant_edge as qe
 
         shard = self._shard(model)
-        ids: list[str] = []
+        records: list[Any] = []
         offset = None
         while True:
-            records, offset = shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=4096, filter=_edge_species_filter(species))
+            page, offset = shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset, limit=4096, filter=_edge_species_filter(species), with_payload=with_payload
+                )
             )
-            ids.extend(str(r.id) for r in records)
+            records.extend(page)
             if offset is None:
-                return ids
+                return records
+
+    def _species_point_ids(self, model: str, species: str) -> list[str]:
+        return [str(r.id) for r in self._species_records(model, species, with_payload=False)]
+
+    def list_genes(self, model: str, species: str) -> list[StoredGene]:
+        return [StoredGene.from_payload(r.payload) for r in self._species_records(model, species, True)]
 
     def search(self, model: str, vectors: np.ndarray, species: str | None, k: int) -> list[list[StoredGene]]:
         import qdrant_edge as qe
@@ -289,10 +300,11 @@ class ServerStore:
     def __init__(self, url: str, api_key: str | None = None, timeout: int = 60) -> None:
         from qdrant_client import QdrantClient
 
-        if url == ":memory:":
-            self.client = QdrantClient(location=":memory:")
-        elif url.startswith("local:"):
-            self.client = QdrantClient(path=url.removeprefix("local:"))
+        if url == ":memory:" or url.startswith("local:"):
+            # Local mode is exact brute force and ignores payload indexes: expected, not news.
+            warnings.filterwarnings("ignore", message=r"(Payload indexes|Local mode)", category=UserWarning)
+            location = {"location": ":memory:"} if url == ":memory:" else {"path": url.removeprefix("local:")}
+            self.client = QdrantClient(**location)
         else:
             self.client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
         self.url = url
@@ -343,15 +355,7 @@ class ServerStore:
 
         name = self._require_collection(model)
         keep = {point_id(model, species, g) for g in keep_gene_ids}
-        stale: list[str] = []
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
-                name, scroll_filter=_server_species_filter(species), limit=4096, offset=offset
-            )
-            stale.extend(str(r.id) for r in records if str(r.id) not in keep)
-            if offset is None:
-                break
+        stale = [str(r.id) for r in self._species_records(name, species) if str(r.id) not in keep]
         if stale:
             self.client.delete(name, points_selector=qm.PointIdsList(points=stale), wait=True)
         return len(stale)
@@ -382,6 +386,21 @@ class ServerStore:
         )
         records, _ = self.client.scroll(name, scroll_filter=query_filter, limit=100)
         return [StoredGene.from_payload(r.payload or {}) for r in records]
+
+    def _species_records(self, collection: str, species: str) -> list[Any]:
+        records: list[Any] = []
+        offset = None
+        while True:
+            page, offset = self.client.scroll(
+                collection, scroll_filter=_server_species_filter(species), limit=4096, offset=offset
+            )
+            records.extend(page)
+            if offset is None:
+                return records
+
+    def list_genes(self, model: str, species: str) -> list[StoredGene]:
+        name = self._require_collection(model)
+        return [StoredGene.from_payload(r.payload or {}) for r in self._species_records(name, species)]
 
     def gene_vectors(self, model: str, species: str, gene_ids: list[str]) -> np.ndarray:
         name = self._require_collection(model)
