@@ -159,8 +159,8 @@ class EdgeStore:
                     qe.UpdateOperation.create_field_index("species", qe.KeywordIndexParams(is_tenant=True))
                 )
                 shard.update(qe.UpdateOperation.create_field_index("gene_key", qe.PayloadSchemaType.Keyword))
-        except RuntimeError as err:
-            if "WouldBlock" in str(err) or "lock" in str(err).lower():
+        except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
+            if "WouldBlock" in str(err):
                 raise UserError(
                     f"The embedded store {path} is open in another orthovec process (one writer at a "
                     f"time: index first, then query or serve). Stop the other process, or load the "

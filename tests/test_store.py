@@ -1,0 +1,96 @@
+"""The three engines behind GeneStore answer the same questions the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookup.store import GeneStore, open_store, point_id
+from schemas.atlas import Atlas
+from schemas.errors import UserError
+from tests.genes import gene_table
+
+MODEL = "esm2_t6_8M_UR50D"
+
+
+@pytest.fixture(params=["edge", "local", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> GeneStore:
+    url = {"edge": None, "local": f"local:{tmp_path / 'qdrant-local'}", "memory": ":memory:"}[request.param]
+    opened = open_store(Atlas(tmp_path / "atlas"), url)
+    yield opened
+    opened.close()
+
+
+def _vectors(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+
+
+def test_reloading_the_same_genes_never_duplicates_points(store: GeneStore) -> None:
+    genes = gene_table("human", _vectors(50), [f"G{i}" for i in range(50)])
+    store.upsert_genes(MODEL, genes)
+    store.upsert_genes(MODEL, genes)
+    store.upsert_genes(MODEL, gene_table("mouse", _vectors(30, seed=1), [f"M{i}" for i in range(30)]))
+    assert store.species_counts(MODEL) == {"human": 50, "mouse": 30}
+    assert store.models() == [MODEL]
+
+
+def test_search_is_restricted_to_the_target_species_and_ranks_by_cosine(store: GeneStore) -> None:
+    human = _vectors(40)
+    store.upsert_genes(MODEL, gene_table("human", human, [f"G{i}" for i in range(40)]))
+    store.upsert_genes(MODEL, gene_table("mouse", human[:10] * 3.0, [f"M{i}" for i in range(10)]))
+    hits = store.search(MODEL, human[:3], "mouse", k=4)
+    assert [h[0].gene_id for h in hits] == ["M0", "M1", "M2"]
+    assert all(g.species == "mouse" for row in hits for g in row)
+    assert hits[0][0].score == pytest.approx(1.0, abs=1e-5)  # cosine ignores the x3 scale
+    assert all(row[i].score >= row[i + 1].score for row in hits for i in range(3))
+
+
+def test_genes_are_found_by_symbol_or_id_in_any_case(store: GeneStore) -> None:
+    store.upsert_genes(
+        MODEL, gene_table("mouse", _vectors(3), ["22059", "22060", "1"], ["Trp53", "Trp53bp1", None])
+    )
+    assert [g.gene_id for g in store.find_genes(MODEL, "mouse", "TRP53")] == ["22059"]
+    assert [g.gene_symbol for g in store.find_genes(MODEL, "mouse", "22060")] == ["Trp53bp1"]
+    assert store.find_genes(MODEL, "human", "TRP53") == []
+    assert len(store.list_genes(MODEL, "mouse")) == 3
+
+
+def test_stored_vectors_come_back_normalised(store: GeneStore) -> None:
+    vectors = _vectors(5)
+    store.upsert_genes(MODEL, gene_table("human", vectors, [f"G{i}" for i in range(5)]))
+    back = store.gene_vectors(MODEL, "human", ["G3", "G1"])
+    expected = vectors[[3, 1]] / np.linalg.norm(vectors[[3, 1]], axis=1, keepdims=True)
+    np.testing.assert_allclose(back, expected, atol=1e-5)
+
+
+def test_reindexing_with_fewer_genes_removes_the_stale_ones(store: GeneStore) -> None:
+    store.upsert_genes(MODEL, gene_table("human", _vectors(10), [f"G{i}" for i in range(10)]))
+    store.upsert_genes(MODEL, gene_table("mouse", _vectors(4), [f"M{i}" for i in range(4)]))
+    removed = store.remove_missing(MODEL, "human", [f"G{i}" for i in range(6)])
+    assert removed == 4
+    assert store.species_counts(MODEL) == {"human": 6, "mouse": 4}
+
+
+def test_point_ids_are_deterministic_and_distinct_per_model_and_species() -> None:
+    assert point_id("m", "human", "TP53") == point_id("m", "human", "TP53")
+    assert len({point_id("m", "human", "X"), point_id("m", "mouse", "X"), point_id("n", "human", "X")}) == 3
+
+
+def test_a_second_process_on_the_embedded_store_gets_a_clear_error(tmp_path: Path) -> None:
+    atlas = Atlas(tmp_path / "atlas")
+    first = open_store(atlas)
+    first.upsert_genes(MODEL, gene_table("human", _vectors(3), ["A", "B", "C"]))
+    second = open_store(atlas)
+    with pytest.raises(UserError, match="open in another orthovec process"):
+        second.species_counts(MODEL)
+    first.close()
+    assert second.species_counts(MODEL) == {"human": 3}
+    second.close()
+
+
+def test_an_empty_store_says_what_to_do(tmp_path: Path) -> None:
+    store = open_store(Atlas(tmp_path / "atlas"))
+    with pytest.raises(UserError, match="orthovec index"):
+        store.species_counts(MODEL)
