@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.tables import GENES
+from schemas.tables import genes_table
 
 Pooling = Literal["mean", "max", "canonical"]
 POOLINGS: tuple[Pooling, ...] = ("mean", "max", "canonical")
@@ -45,23 +45,17 @@ def pool_genes(proteins: pa.Table, protein_vectors: np.ndarray, pooling: Pooling
 
     first_row = by_gene[starts]
     protein_ids = proteins.column("protein_id").to_pylist()
-    members = [[protein_ids[i] for i in by_gene[s : s + c]] for s, c in zip(starts, counts, strict=True)]
-    dim = protein_vectors.shape[1]
-    table = pa.table(
-        {
-            "species": proteins.column("species").take(first_row),
-            "gene_id": pa.array(list(order)),
-            "gene_symbol": proteins.column("gene_symbol").take(first_row),
-            "taxid": proteins.column("taxid").take(first_row),
-            "n_proteins": pa.array(counts, pa.int32()),
-            "protein_ids": pa.array(members, pa.list_(pa.string())),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(gene_vectors.astype(np.float32).ravel()), dim
-            ),
-        },
-        schema=GENES.schema(dim),
+    return genes_table(
+        species=proteins.column("species").take(first_row).to_pylist(),
+        gene_ids=list(order),
+        vectors=gene_vectors,
+        gene_symbols=proteins.column("gene_symbol").take(first_row).to_pylist(),
+        taxids=proteins.column("taxid").take(first_row),
+        n_proteins=counts.tolist(),
+        protein_ids=[
+            [protein_ids[i] for i in by_gene[s : s + c]] for s, c in zip(starts, counts, strict=True)
+        ],
     )
-    return table
 
 
 def _canonical_offsets(

@@ -27,6 +27,7 @@ class Loaded:
 def load_genes(store: GeneStore, model: str, species: str, genes: pa.Table) -> Loaded:
     store.upsert_genes(model, genes)
     removed = store.remove_missing(model, species, genes.column("gene_id").to_pylist())
+    store.optimize(model)
     return Loaded(species, model, genes.num_rows, removed)
 
 

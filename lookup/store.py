@@ -8,6 +8,7 @@ to `GeneStore` only, which is what makes "embedded or server" a matter of passin
 
 from __future__ import annotations
 
+import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,18 @@ POINT_NAMESPACE = uuid.UUID("7f1c2d0e-5b9a-4c53-9a51-0d6f1e2a9c11")
 #: search is used up to this many points per searched species and HNSW above it.
 EXACT_SEARCH_MAX_POINTS = 50_000
 
-PAYLOAD_FIELDS = ("species", "taxid", "gene_id", "gene_symbol", "n_proteins", "model")
+#: HNSW beam width at query time; Qdrant's default is tuned for speed, and gene queries are few
+#: and small (k ~ 10), so we buy recall.
+HNSW_EF = 256
+
+#: Species counts decide exact vs HNSW on every query; a server may be written by others, so its
+#: cached counts expire (the embedded store is single-writer and invalidates on its own writes).
+SERVER_COUNTS_TTL_S = 30.0
+
+
+def use_exact(counts: dict[str, int], species: str | None) -> bool:
+    searched = counts.get(species, 0) if species else sum(counts.values())
+    return searched <= EXACT_SEARCH_MAX_POINTS
 
 
 def point_id(model: str, species: str, gene_id: str) -> str:
@@ -101,8 +113,10 @@ class GeneStore(Protocol):
     def remove_missing(self, model: str, species: str, keep_gene_ids: Iterable[str]) -> int: ...
 
     def search(
-        self, model: str, vectors: np.ndarray, species: str | None, k: int
+        self, model: str, vectors: np.ndarray, species: str | None, k: int, exact: bool | None = None
     ) -> list[list[StoredGene]]: ...
+
+    def optimize(self, model: str) -> None: ...
 
     def find_genes(self, model: str, species: str, key: str) -> list[StoredGene]: ...
 
@@ -137,6 +151,7 @@ class EdgeStore:
     def __init__(self, atlas: Atlas) -> None:
         self.atlas = atlas
         self._shards: dict[str, Any] = {}
+        self._counts: dict[str, dict[str, int]] = {}
 
     def _shard(self, model: str, dim: int | None = None) -> Any:
         import qdrant_edge as qe
@@ -184,6 +199,7 @@ class EdgeStore:
         if batch:
             shard.update(qe.UpdateOperation.upsert_points(batch))
         shard.flush()
+        self._counts.pop(model, None)
         return genes.num_rows
 
     def remove_missing(self, model: str, species: str, keep_gene_ids: Iterable[str]) -> int:
@@ -195,6 +211,7 @@ class EdgeStore:
             shard = self._shard(model)
             shard.update(qe.UpdateOperation.delete_points(stale))
             shard.flush()
+            self._counts.pop(model, None)
         return len(stale)
 
     def _species_records(self, model: str, species: str, with_payload: bool) -> list[Any]:
@@ -219,30 +236,31 @@ class EdgeStore:
     def list_genes(self, model: str, species: str) -> list[StoredGene]:
         return [StoredGene.from_payload(r.payload) for r in self._species_records(model, species, True)]
 
-    def search(self, model: str, vectors: np.ndarray, species: str | None, k: int) -> list[list[StoredGene]]:
+    def search(
+        self, model: str, vectors: np.ndarray, species: str | None, k: int, exact: bool | None = None
+    ) -> list[list[StoredGene]]:
         import qdrant_edge as qe
 
         shard = self._shard(model)
         query_filter = _edge_species_filter(species) if species else None
-        exact = self._count(model, species) <= EXACT_SEARCH_MAX_POINTS
+        if exact is None:
+            exact = use_exact(self.species_counts(model), species)
         requests = [
             qe.QueryRequest(
                 limit=k,
                 query=qe.Query.Nearest(vector.tolist()),
                 filter=query_filter,
                 with_payload=True,
-                params=qe.SearchParams(exact=exact),
+                params=qe.SearchParams(exact=exact, hnsw_ef=None if exact else max(HNSW_EF, k)),
             )
             for vector in np.atleast_2d(vectors).astype(np.float32)
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))
         return [[StoredGene.from_payload(p.payload, p.score) for p in hits] for hits in results]
 
-    def _count(self, model: str, species: str | None) -> int:
-        import qdrant_edge as qe
-
-        query_filter = _edge_species_filter(species) if species else None
-        return self._shard(model).count(qe.CountRequest(filter=query_filter, exact=True))
+    def optimize(self, model: str) -> None:
+        """Build HNSW and merge segments now, so the first queries after a load are fast."""
+        self._shard(model).optimize()
 
     def find_genes(self, model: str, species: str, key: str) -> list[StoredGene]:
         import qdrant_edge as qe
@@ -266,8 +284,10 @@ class EdgeStore:
     def species_counts(self, model: str) -> dict[str, int]:
         import qdrant_edge as qe
 
-        facets = self._shard(model).facet(qe.FacetRequest(key="species", limit=10_000, exact=True))
-        return {str(hit.value): int(hit.count) for hit in facets}
+        if model not in self._counts:
+            facets = self._shard(model).facet(qe.FacetRequest(key="species", limit=10_000, exact=True))
+            self._counts[model] = {str(hit.value): int(hit.count) for hit in facets}
+        return dict(self._counts[model])
 
     def models(self) -> list[str]:
         base = self.atlas.root / "qdrant"
@@ -308,6 +328,7 @@ class ServerStore:
         else:
             self.client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
         self.url = url
+        self._counts: dict[str, tuple[float, dict[str, int]]] = {}
 
     @staticmethod
     def collection(model: str) -> str:
@@ -348,6 +369,7 @@ class ServerStore:
         self.client.upload_points(
             self.collection(model), points, batch_size=batch_size, parallel=parallel, max_retries=3, wait=True
         )
+        self._counts.pop(model, None)
         return genes.num_rows
 
     def remove_missing(self, model: str, species: str, keep_gene_ids: Iterable[str]) -> int:
@@ -358,15 +380,19 @@ class ServerStore:
         stale = [str(r.id) for r in self._species_records(name, species) if str(r.id) not in keep]
         if stale:
             self.client.delete(name, points_selector=qm.PointIdsList(points=stale), wait=True)
+            self._counts.pop(model, None)
         return len(stale)
 
-    def search(self, model: str, vectors: np.ndarray, species: str | None, k: int) -> list[list[StoredGene]]:
+    def search(
+        self, model: str, vectors: np.ndarray, species: str | None, k: int, exact: bool | None = None
+    ) -> list[list[StoredGene]]:
         from qdrant_client import models as qm
 
         name = self._require_collection(model)
         query_filter = _server_species_filter(species) if species else None
-        count = self.client.count(name, count_filter=query_filter, exact=True).count
-        params = qm.SearchParams(exact=count <= EXACT_SEARCH_MAX_POINTS)
+        if exact is None:
+            exact = use_exact(self.species_counts(model), species)
+        params = qm.SearchParams(exact=exact, hnsw_ef=None if exact else max(HNSW_EF, k))
         requests = [
             qm.QueryRequest(query=v.tolist(), filter=query_filter, limit=k, with_payload=True, params=params)
             for v in np.atleast_2d(vectors).astype(np.float32)
@@ -409,7 +435,17 @@ class ServerStore:
         by_id = {str(r.id): r.vector for r in records}
         return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
+    def optimize(self, model: str) -> None:
+        """A server indexes in the background on its own; nothing to do."""
+
     def species_counts(self, model: str) -> dict[str, int]:
+        cached = self._counts.get(model)
+        if cached is None or time.monotonic() - cached[0] > SERVER_COUNTS_TTL_S:
+            cached = (time.monotonic(), self._count_species(model))
+            self._counts[model] = cached
+        return dict(cached[1])
+
+    def _count_species(self, model: str) -> dict[str, int]:
         from qdrant_client import models as qm
 
         name = self._require_collection(model)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -213,3 +214,40 @@ MAPPING = TableSpec(
         ]
     ),
 )
+
+
+def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """A (rows, dim) matrix as the fixed-size-list float32 column every VECTOR field uses."""
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), matrix.shape[1])
+
+
+def genes_table(
+    species: str | Sequence[str],
+    gene_ids: Sequence[str],
+    vectors: np.ndarray,
+    gene_symbols: Sequence[str | None] | None = None,
+    taxids: Sequence[int | None] | pa.Array | None = None,
+    n_proteins: Sequence[int] | None = None,
+    protein_ids: Sequence[Sequence[str]] | None = None,
+) -> pa.Table:
+    """A GENES table; unspecified columns get the single-protein defaults."""
+    n = len(gene_ids)
+    species_column = [species] * n if isinstance(species, str) else list(species)
+    table = pa.table(
+        {
+            "species": pa.array(species_column, pa.string()),
+            "gene_id": pa.array(list(gene_ids), pa.string()),
+            "gene_symbol": pa.array(
+                list(gene_symbols) if gene_symbols is not None else list(gene_ids), pa.string()
+            ),
+            "taxid": taxids if isinstance(taxids, pa.Array) else pa.array(taxids or [None] * n, pa.int64()),
+            "n_proteins": pa.array(n_proteins if n_proteins is not None else [1] * n, pa.int32()),
+            "protein_ids": pa.array(
+                protein_ids if protein_ids is not None else [[g] for g in gene_ids], pa.list_(pa.string())
+            ),
+            "embedding": vectors_column(vectors),
+        },
+        schema=GENES.schema(vectors.shape[1]),
+    )
+    return table
