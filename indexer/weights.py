@@ -76,12 +76,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def _read_checkpoint(path: Path) -> dict:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        raise UserError(f"{path}: not a readable fair-esm checkpoint ({str(err).splitlines()[0]}).") from err
+        raise UserError(f"{path}: not a readable fair-esm checkpoint ({_first_line(err)}).") from err
     if not isinstance(data, dict) or "model" not in data or "cfg" not in data:
         raise UserError(f"{path}: not a fair-esm checkpoint (expected the keys 'model' and 'cfg').")
     return data
@@ -126,9 +130,7 @@ def load_model(model_name: str | None, weights: Path | None, device: str = "auto
         try:
             model, alphabet = esm.pretrained.load_model_and_alphabet_core(found, data, None)
         except (RuntimeError, KeyError, AttributeError) as err:
-            raise UserError(
-                f"{path}: the checkpoint does not fit ESM-2 ({str(err).splitlines()[0]})."
-            ) from err
+            raise UserError(f"{path}: the checkpoint does not fit ESM-2 ({_first_line(err)}).") from err
     resolved = resolve_device(device)
     return LoadedModel(
         model=model.eval().to(resolved),

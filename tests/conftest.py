@@ -15,3 +15,34 @@ def shared_file(relative: str) -> Path:
     if not path.is_file():
         pytest.skip(f"needs {path} (../shared/data is not beside this checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer ESM-2 in fair-esm's checkpoint layout."""
+    from indexer.weights import write_random_checkpoint
+
+    return write_random_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.pt", "tiny")
+
+
+@pytest.fixture(scope="session")
+def weights_8m(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real 8M architecture with random weights (30 MB, written once per session)."""
+    from indexer.weights import write_random_checkpoint
+
+    return write_random_checkpoint(tmp_path_factory.mktemp("weights") / "esm2_t6_8M_UR50D.pt", "8M")
+
+
+def human_sequences(n: int) -> list[str]:
+    """The first n human Swiss-Prot sequences (skips when ../shared/data is absent)."""
+    import gzip
+
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    sequences: list[str] = []
+    with gzip.open(shared_file("proteomes/human_sprot2014.fasta.gz"), "rt") as handle:
+        for _, sequence in SimpleFastaParser(handle):
+            sequences.append(sequence)
+            if len(sequences) == n:
+                break
+    return sequences
