@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
-from indexer.pipeline import IndexConfig, index_proteome
+from indexer.pipeline import CHUNK_RESIDUES, IndexConfig, index_proteome
 from indexer.pool import POOLINGS
 from indexer.weights import ESM2_ARCHITECTURES, random_weights_command
 from orthovec.options import atlas_option
@@ -112,6 +112,13 @@ def _progress_factory(console: Console) -> tuple[Progress, Callable[[int, int], 
     show_default=True,
     help="Proteins with no gene: report and skip them, or keep each as its own gene.",
 )
+@click.option(
+    "--chunk-residues",
+    type=click.IntRange(min=1),
+    default=CHUNK_RESIDUES,
+    show_default=True,
+    help="Residues per cached chunk: the most work a killed run can lose.",
+)
 @click.option("--qdrant-url", envvar="ORTHOVEC_QDRANT_URL", help="Load into this Qdrant server instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 def index_command(
@@ -129,6 +136,7 @@ def index_command(
     shard: tuple[int, int] | None,
     gene_map: Path | None,
     unresolved: str,
+    chunk_residues: int,
     qdrant_url: str | None,
     as_json: bool,
 ) -> None:
@@ -153,6 +161,7 @@ def index_command(
         gene_map=gene_map,
         unresolved=unresolved,  # type: ignore[arg-type]
         qdrant_url=qdrant_url,
+        chunk_residues=chunk_residues,
     )
     console = Console(stderr=True, soft_wrap=True)
     progress, start = _progress_factory(console)

@@ -1,0 +1,154 @@
+"""`orthovec index` end to end: outputs, resumability after SIGKILL, re-indexing, shards, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from indexer.pipeline import IndexConfig, index_proteome
+from lookup.store import open_store
+from orthovec.cli import main
+from schemas.atlas import Atlas
+from schemas.tables import GENES, read_provenance, read_table
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
+HUMAN_DEMO = EXAMPLES / "human_demo.fasta.gz"
+
+
+def _index(
+    atlas: Path, weights: Path, *extra: str, fasta: Path = HUMAN_DEMO, species: str = "human"
+) -> object:
+    args = [
+        "index",
+        str(fasta),
+        "--species",
+        species,
+        "--weights",
+        str(weights),
+        "--atlas",
+        str(atlas),
+        *extra,
+    ]
+    return CliRunner().invoke(main, args)
+
+
+def _genes(atlas: Path, model: str = "esm2_t2_d64_custom", species: str = "human") -> object:
+    return read_table(Atlas(atlas).genes(species, model), GENES)
+
+
+def test_index_writes_gene_vectors_with_provenance_and_loads_the_store(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    result = _index(tmp_path / "atlas", tiny_weights)
+    assert result.exit_code == 0, result.output
+    genes = _genes(tmp_path / "atlas")
+    assert genes.num_rows == 150
+    assert genes.schema.field("embedding").type.list_size == 64
+    assert set(genes.column_names) >= {"species", "gene_id", "gene_symbol", "n_proteins", "embedding"}
+    provenance = read_provenance(Atlas(tmp_path / "atlas").genes("human", "esm2_t2_d64_custom"))
+    assert (
+        provenance["pooling"] == "mean"
+        and provenance["layer"] == 2
+        and len(provenance["weights_sha256"]) == 64
+    )
+    store = open_store(Atlas(tmp_path / "atlas"))
+    assert store.species_counts("esm2_t2_d64_custom") == {"human": 150}
+    store.close()
+    listing = CliRunner().invoke(main, ["species", "--atlas", str(tmp_path / "atlas"), "--format", "json"])
+    assert '"genes": 150' in listing.output and '"proteins": 150' in listing.output
+
+
+def test_reindexing_reuses_embeddings_and_never_duplicates(tmp_path: Path, tiny_weights: Path) -> None:
+    atlas = Atlas(tmp_path / "atlas")
+    first = index_proteome(IndexConfig(fasta=HUMAN_DEMO, species="human", atlas=atlas, weights=tiny_weights))
+    again = index_proteome(IndexConfig(fasta=HUMAN_DEMO, species="human", atlas=atlas, weights=tiny_weights))
+    assert first.n_embedded_sequences == 150 and again.n_embedded_sequences == 0
+    assert again.n_cached_sequences == 150
+    store = open_store(atlas)
+    assert store.species_counts(first.model) == {"human": 150}
+    store.close()
+
+
+def test_a_sigkilled_run_resumes_to_the_same_output(tmp_path: Path, weights_8m: Path) -> None:
+    uninterrupted = tmp_path / "uninterrupted"
+    assert _index(uninterrupted, weights_8m, "--chunk-residues", "4000").exit_code == 0
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "orthovec.cli", "index", str(HUMAN_DEMO), "--species", "human"]
+    command += ["--weights", str(weights_8m), "--atlas", str(killed), "--chunk-residues", "4000"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = killed / "cache" / "embeddings"
+    deadline = time.monotonic() + 120
+    while len(list(cache.glob("*/chunk-*.parquet"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    chunks_at_kill = len(list(cache.glob("*/chunk-*.parquet")))
+    assert 3 <= chunks_at_kill < 13, "the kill should land mid-run"
+    assert not Atlas(killed).genes("human", "esm2_t6_8M_UR50D").exists()
+
+    resumed = _index(killed, weights_8m, "--chunk-residues", "4000", "--json")
+    assert resumed.exit_code == 0, resumed.output
+    a = pq.read_table(Atlas(uninterrupted).genes("human", "esm2_t6_8M_UR50D"))
+    b = pq.read_table(Atlas(killed).genes("human", "esm2_t6_8M_UR50D"))
+    assert a.equals(b)  # bit-identical, not merely close
+    assert sorted(p.name for p in cache.glob("*/chunk-*")) == sorted(
+        p.name for p in (uninterrupted / "cache" / "embeddings").glob("*/chunk-*")
+    )
+
+
+def test_shards_split_the_work_and_the_last_assembles(tmp_path: Path, tiny_weights: Path) -> None:
+    atlas = Atlas(tmp_path / "atlas")
+    config = {
+        "fasta": HUMAN_DEMO,
+        "species": "human",
+        "atlas": atlas,
+        "weights": tiny_weights,
+        "chunk_residues": 3000,
+    }
+    first = index_proteome(IndexConfig(**config, shard=(0, 2)))
+    assert not first.complete and 0 < first.chunks_missing < first.chunks_total
+    assert not atlas.genes("human", first.model).exists()
+    second = index_proteome(IndexConfig(**config, shard=(1, 2)))
+    assert second.complete and second.n_embedded_sequences + first.n_embedded_sequences == 150
+    whole = tmp_path / "whole"
+    assert _index(whole, tiny_weights).exit_code == 0
+    sharded = _genes(tmp_path / "atlas")
+    reference = _genes(whole)
+    assert sharded.column("gene_id").equals(reference.column("gene_id"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--shard", "2/2"], "expected I/N with 0 <= I < N"),
+        (["--species", "bad/name"], "Invalid species name"),
+        (["--model", "esm2_t6_8M_UR50D"], "not esm2_t6_8M_UR50D"),
+    ],
+)
+def test_user_errors_exit_non_zero_without_a_traceback(
+    tmp_path: Path, tiny_weights: Path, extra: list[str], message: str
+) -> None:
+    result = _index(tmp_path / "atlas", tiny_weights, *extra)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_file_that_is_not_fasta_fails_cleanly_through_the_cli(tmp_path: Path, tiny_weights: Path) -> None:
+    csv = tmp_path / "genes.csv"
+    csv.write_text("gene,protein\nTP53,P04637\n")
+    result = _index(tmp_path / "atlas", tiny_weights, fasta=csv)
+    assert result.exit_code == 2 and "not a FASTA file" in result.output
+
+
+def test_listing_an_atlas_that_does_not_exist_says_how_to_make_one(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["species", "--atlas", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "orthovec index" in result.output
