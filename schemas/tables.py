@@ -213,6 +213,21 @@ MAPPING = TableSpec(
             pa.field("source", pa.string(), nullable=False),
         ]
     ),
+    pa.schema(
+        [
+            # orthovec map
+            pa.field("is_one2one_greedy", pa.bool_()),
+            pa.field("is_one2one_optimal", pa.bool_()),
+            pa.field("margin_a", pa.float32()),
+            # import-homology (Ensembl BioMart)
+            pa.field("homology_type", pa.string()),
+            pa.field("perc_id_ab", pa.float32()),
+            pa.field("perc_id_ba", pa.float32()),
+            pa.field("orthology_confidence", pa.int8()),
+            pa.field("goc_score", pa.float32()),
+            pa.field("embedding_score", pa.float32()),
+        ]
+    ),
 )
 
 
@@ -251,3 +266,12 @@ def genes_table(
         schema=GENES.schema(vectors.shape[1]),
     )
     return table
+
+
+#: Written by `orthovec map` with three or more species: one row per homology group, plus two
+#: list columns per species (`<species>` gene IDs and `<species>_symbols`).
+HOMOLOGY_GROUPS = TableSpec(
+    "homology_groups",
+    1,
+    pa.schema([pa.field("group_id", pa.int64(), nullable=False), pa.field("n_species", pa.int32())]),
+)
