@@ -13,10 +13,10 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
-from indexer.pipeline import CHUNK_RESIDUES, IndexConfig, index_proteome
+from indexer.pipeline import CHUNK_RESIDUES, IndexConfig, ProgressFactory, index_proteome
 from indexer.pool import POOLINGS
 from indexer.weights import ESM2_ARCHITECTURES, random_weights_command
-from orthovec.options import atlas_option
+from orthovec.options import atlas_option, console
 from schemas.atlas import Atlas
 from schemas.errors import UserError
 
@@ -42,14 +42,14 @@ class _RateColumn(ProgressColumn):
         return Text(f"{proteins / elapsed:,.1f} prot/s  {task.completed / elapsed:,.0f} res/s", style="cyan")
 
 
-def _progress_factory(console: Console) -> tuple[Progress, Callable[[int, int], Callable[[int, int], None]]]:
+def _progress_factory(log_console: Console) -> tuple[Progress, ProgressFactory]:
     progress = Progress(
         TextColumn("embedding"),
         BarColumn(),
         TextColumn("{task.fields[proteins]:,}/{task.fields[total_proteins]:,} proteins"),
         _RateColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=log_console,
         transient=False,
     )
 
@@ -163,24 +163,24 @@ def index_command(
         qdrant_url=qdrant_url,
         chunk_residues=chunk_residues,
     )
-    console = Console(stderr=True, soft_wrap=True)
-    progress, start = _progress_factory(console)
+    log_console = console(stderr=True)
+    progress, start = _progress_factory(log_console)
     with progress:
-        result = index_proteome(config, progress=start, log=console.print)
+        result = index_proteome(config, progress=start, log=log_console.print)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
     if not result.complete:
-        console.print(f"[yellow]{species}: shard done, species not assembled yet[/yellow]")
+        log_console.print(f"[yellow]{species}: shard done, species not assembled yet[/yellow]")
         return
     rate = result.n_residues_embedded / result.embed_seconds if result.embed_seconds else 0.0
-    console.print(
+    log_console.print(
         f"[green]{species}[/green]: {result.n_genes:,} genes from {result.read.n_proteins:,} proteins "
         f"({result.n_embedded_sequences:,} sequences embedded at {rate:,.0f} residues/s, "
         f"{result.n_cached_sequences:,} from cache)"
     )
     for name, path in result.paths.items():
-        console.print(f"  {name}: {path}")
+        log_console.print(f"  {name}: {path}")
 
 
 def species_rows(atlas: Atlas) -> list[dict[str, object]]:
@@ -220,7 +220,7 @@ def species_command(atlas: Atlas, fmt: str) -> None:
             f"{row['genes']:,}",
             f"{row['proteins']:,}",
         )
-    Console().print(table)
+    console().print(table)
 
 
 COMMANDS: list[click.Command] = [index_command, species_command, random_weights_command]

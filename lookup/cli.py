@@ -1,5 +1,305 @@
-"""Click commands of the lookup stage."""
+"""Click commands of the lookup stage: query, map, import-homology, evaluate-mapping, load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import click
+from rich.table import Table
 
-COMMANDS: list[click.Command] = []
+from indexer.proteome import read_proteome
+from lookup.evaluate import evaluate, read_truth
+from lookup.homology import STRATEGIES, import_homology
+from lookup.load import load_atlas
+from lookup.mapping import MappingParams, map_species
+from lookup.query import Hit, choose_model, homologs_of_gene, homologs_of_vectors
+from lookup.sequence import embedder_for_atlas
+from lookup.store import open_store
+from orthovec.options import atlas_option, console
+from schemas.atlas import Atlas
+from schemas.errors import UserError
+from schemas.tables import MAPPING, read_table, write_table
+
+qdrant_url_option = click.option(
+    "--qdrant-url",
+    envvar="ORTHOVEC_QDRANT_URL",
+    help="Qdrant server URL (or local:PATH for qdrant-client's local mode) instead of the embedded store.",
+)
+HIT_COLUMNS = ("species", "gene_id", "gene_symbol", "score", "rank", "is_rbh", "margin")
+
+
+def print_hits(hits: list[Hit], fmt: str, label: str | None = None) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+    elif fmt == "tsv":
+        click.echo("\t".join(["query", *HIT_COLUMNS]))
+        for h in hits:
+            query = h.query_gene_symbol or h.query_gene_id or label or ""
+            cells = ["" if getattr(h, c) is None else str(getattr(h, c)) for c in HIT_COLUMNS]
+            click.echo("\t".join([query, *cells]))
+    else:
+        table = Table(title=label)
+        for column in HIT_COLUMNS:
+            table.add_column(column, justify="right" if column in ("score", "rank", "margin") else "left")
+        for h in hits:
+            margin = "" if h.margin is None else f"{h.margin:.4f}"
+            rbh = "RBH" if h.is_rbh else ""
+            table.add_row(
+                h.species, h.gene_id, h.gene_symbol or "", f"{h.score:.4f}", str(h.rank), rbh, margin
+            )
+        console().print(table)
+
+
+@click.command("query")
+@click.argument("gene", required=False)
+@click.option("--from", "from_species", help="Species of GENE.")
+@click.option("--to", "to_species", multiple=True, help="Target species (repeatable; default: all others).")
+@click.option("-k", "--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--sequence", help="Query with a raw protein sequence instead of a gene.")
+@click.option(
+    "--fasta", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Query each record."
+)
+@click.option("--model", help="Model (default: the only one in the store).")
+@click.option(
+    "--weights", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="For sequences."
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "tsv"]), default="table", show_default=True
+)
+@atlas_option
+@qdrant_url_option
+def query_command(
+    gene: str | None,
+    from_species: str | None,
+    to_species: tuple[str, ...],
+    k: int,
+    sequence: str | None,
+    fasta: Path | None,
+    model: str | None,
+    weights: Path | None,
+    device: str,
+    fmt: str,
+    atlas: Atlas,
+    qdrant_url: str | None,
+) -> None:
+    """Homologs of GENE (symbol or ID) from --from species, or of raw sequences (--sequence/--fasta).
+
+    Each hit has its cosine score, rank, margin to the next hit and whether it is a reciprocal
+    best hit. Examples: `orthovec query TP53 --from human --to mouse`;
+    `orthovec query --sequence MEEPQSDPSV... --to mouse --format json`.
+    """
+    if sum(x is not None for x in (gene, sequence, fasta)) != 1:
+        raise UserError("Give exactly one of GENE (with --from), --sequence or --fasta.")
+    store = open_store(atlas, qdrant_url)
+    try:
+        if gene is not None:
+            if not from_species:
+                raise UserError(f"Which species is {gene} from? Add --from SPECIES.")
+            print_hits(homologs_of_gene(store, gene, from_species, list(to_species), k, model), fmt, gene)
+            return
+        if not to_species:
+            raise UserError("Sequence queries need at least one --to SPECIES.")
+        chosen = choose_model(store, model)
+        if sequence is not None:
+            labels, sequences = ["sequence"], [sequence]
+        else:
+            proteins, _ = read_proteome(fasta, "query", unresolved="self")  # type: ignore[arg-type]
+            labels, sequences = (
+                proteins.column("protein_id").to_pylist(),
+                proteins.column("sequence").to_pylist(),
+            )
+        vectors = embedder_for_atlas(atlas, chosen, weights, device)(sequences)
+        results = homologs_of_vectors(store, chosen, vectors, list(to_species), k)
+    finally:
+        store.close()
+    if fmt == "json" and len(results) > 1:
+        click.echo(
+            json.dumps({lab: [h.to_dict() for h in hits] for lab, hits in zip(labels, results, strict=True)})
+        )
+        return
+    for label, hits in zip(labels, results, strict=True):
+        print_hits(hits, fmt, label)
+
+
+@click.command("map")
+@click.argument("species", nargs=-1, required=True)
+@click.option("--model", help="Model (default: the one all species share).")
+@click.option(
+    "-k", "--k", "k", type=click.IntRange(1, 200), default=10, show_default=True, help="Hits per gene."
+)
+@click.option("--metric", type=click.Choice(["cosine", "pearson"]), default="cosine", show_default=True)
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0),
+    default=0.02,
+    show_default=True,
+    help="Homology graph: pairs within this of both genes' best score.",
+)
+@click.option(
+    "--min-score", type=float, default=0.0, show_default=True, help="Homology graph: minimum score."
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (two species only)."
+)
+@atlas_option
+def map_command(
+    species: tuple[str, ...],
+    model: str | None,
+    k: int,
+    metric: str,
+    margin: float,
+    min_score: float,
+    out: Path | None,
+    atlas: Atlas,
+) -> None:
+    """Precompute mapping tables between species A B [C ...] (every pair) from the atlas.
+
+    Exact all-vs-all similarity in blocks: top-k hits both ways, reciprocal best hits, one-to-one
+    pairs (global greedy and optimal assignment), many-to-many homology with groups. Writes
+    ATLAS/mappings/MODEL/A__B.parquet (and a groups table with three or more species).
+    """
+    params = MappingParams(k=k, metric=metric, margin=margin, min_score=min_score)  # type: ignore[arg-type]
+    table = Table(title="mappings")
+    for column in (
+        "pair",
+        "genes",
+        "candidates",
+        "RBH",
+        "1:1 greedy",
+        "1:1 optimal",
+        "groups",
+        "seconds",
+        "file",
+    ):
+        table.add_column(column)
+    for s in map_species(atlas, list(species), model, params, out):
+        table.add_row(
+            f"{s.species_a} → {s.species_b}",
+            f"{s.genes_a:,} × {s.genes_b:,}",
+            f"{s.candidates:,}",
+            f"{s.rbh:,}",
+            f"{s.one2one_greedy:,}",
+            f"{s.one2one_optimal:,}",
+            f"{s.groups:,}",
+            f"{s.seconds:.2f}",
+            s.path,
+        )
+    console().print(table)
+
+
+@click.command("import-homology")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--from", "species_a", required=True, help="Species A (the mapping's left side).")
+@click.option("--to", "species_b", required=True, help="Species B.")
+@click.option("--format", "fmt", type=click.Choice(["biomart", "pairs"]), required=True)
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="all", show_default=True)
+@click.option(
+    "--embedding-mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="For fused."
+)
+@click.option("--col-a", help="pairs: column of species A genes (default: the first).")
+@click.option("--col-b", help="pairs: column of species B genes (default: the second).")
+@click.option("--col-score", help="pairs: score column (default: a numeric third column, if any).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Default: ATLAS/mappings/<source>/A__B.parquet",
+)
+@atlas_option
+def import_homology_command(
+    file: Path,
+    species_a: str,
+    species_b: str,
+    fmt: str,
+    strategy: str,
+    embedding_mapping: Path | None,
+    col_a: str | None,
+    col_b: str | None,
+    col_score: str | None,
+    out: Path | None,
+    atlas: Atlas,
+) -> None:
+    """Import Ensembl BioMart homology or a gene-pair table into the mapping schema.
+
+    Strategies: all rows; Ensembl one2one only; hc-greedy (greedy one-to-one by orthology
+    confidence then % identity); fused (identity and embedding score combined, then greedy).
+    """
+    columns = {"col_a": col_a, "col_b": col_b, "col_score": col_score} if fmt == "pairs" else {}
+    table = import_homology(file, species_a, species_b, fmt, strategy, embedding_mapping, **columns)  # type: ignore[arg-type]
+    source = "ensembl" if fmt == "biomart" else "pairs"
+    target = out or atlas.mapping(f"{source}-{strategy}", species_a, species_b)
+    write_table(table, target, MAPPING, {"source": str(file), "format": fmt, "strategy": strategy})
+    relations = table.column("relation").value_counts().to_pylist()
+    counts = ", ".join(f"{r['values']} {r['counts']:,}" for r in relations)
+    click.echo(f"{table.num_rows:,} pairs ({counts}) → {target}")
+
+
+@click.command("evaluate-mapping")
+@click.argument("mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--truth", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True)
+@click.option(
+    "--truth-format", type=click.Choice(["biomart", "pairs", "mapping"]), default="biomart", show_default=True
+)
+@click.option(
+    "--pairs",
+    type=click.Choice(["auto", "greedy", "optimal", "relation", "rbh", "all"]),
+    default="auto",
+    show_default=True,
+    help="Which pairs of MAPPING are its one-to-one calls [auto: greedy for orthovec maps, else one2one].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate_mapping_command(
+    mapping: Path, truth: Path, truth_format: str, pairs: str, as_json: bool
+) -> None:
+    """Precision, recall, F1 and coverage of MAPPING's one-to-one pairs against reference one2one pairs."""
+    table = read_table(mapping, MAPPING)
+    species_a, species_b = table.column("species_a")[0].as_py(), table.column("species_b")[0].as_py()
+    result = evaluate(table, read_truth(truth, truth_format, species_a, species_b), pairs)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    r = result
+    click.echo(
+        f"precision {r.precision:.4f} ({r.n_correct:,} of {r.n_evaluable:,} pairs whose {species_a} gene"
+    )
+    click.echo("          has a reference one-to-one ortholog)")
+    click.echo(f"recall    {r.recall:.4f} (of {r.n_reference:,} reference one-to-one pairs)")
+    click.echo(f"F1        {r.f1:.4f}\ncoverage  {r.coverage:.4f}")
+    click.echo(f"pairs     {r.n_pairs:,} ({r.pairs}; genes matched by {r.matched_by})")
+
+
+@click.command("load")
+@atlas_option
+@click.option("--qdrant-url", envvar="ORTHOVEC_QDRANT_URL", required=True, help="Target Qdrant server URL.")
+@click.option(
+    "--api-key", envvar="ORTHOVEC_QDRANT_API_KEY", help="Qdrant API key [env ORTHOVEC_QDRANT_API_KEY]."
+)
+@click.option("--species", "species", multiple=True, help="Only these species (repeatable; default all).")
+@click.option("--model", help="Only this model (default all).")
+def load_command(
+    atlas: Atlas, qdrant_url: str, api_key: str | None, species: tuple[str, ...], model: str | None
+) -> None:
+    """Push an atlas's gene vectors to a Qdrant server (index on a GPU box, serve from a cluster).
+
+    Batched, retried uploads with deterministic point IDs: loading again never duplicates, and
+    genes no longer in the atlas are removed from the server.
+    """
+    store = open_store(atlas, qdrant_url, api_key=api_key)
+    try:
+        for loaded in load_atlas(atlas, store, list(species) or None, model):
+            click.echo(
+                f"{loaded.species} ({loaded.model}): {loaded.genes:,} genes loaded, "
+                f"{loaded.removed} stale removed"
+            )
+    finally:
+        store.close()
+
+
+COMMANDS: list[click.Command] = [
+    query_command,
+    map_command,
+    import_homology_command,
+    evaluate_mapping_command,
+    load_command,
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.console import Console
 
 from schemas.atlas import ATLAS_ENV, Atlas, resolve_atlas
 
@@ -19,3 +20,9 @@ atlas_option = click.option(
     callback=_to_atlas,
     help=f"Atlas directory [env {ATLAS_ENV}; default ./orthovec-atlas].",
 )
+
+
+def console(stderr: bool = False) -> Console:
+    """Rich console that keeps tables readable when output is piped (rich assumes 80 columns)."""
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, soft_wrap=True, width=None if probe.is_terminal else 160)
