@@ -37,8 +37,9 @@ def _register() -> None:
     from indexer.cli import COMMANDS as indexer_commands
     from integrate.cli import COMMANDS as integrate_commands
     from lookup.cli import COMMANDS as lookup_commands
+    from orthovec.demo import demo_command
 
-    for command in (*indexer_commands, *lookup_commands, *integrate_commands):
+    for command in (*indexer_commands, *lookup_commands, *integrate_commands, demo_command):
         main.add_command(command)
 
 

@@ -1,0 +1,149 @@
+"""Importing external homology, the published strategies, and evaluation against Ensembl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from lookup.evaluate import evaluate
+from lookup.homology import import_biomart, import_homology, import_pairs
+from orthovec.cli import main
+from schemas.errors import UserError
+from schemas.tables import MAPPING, read_table
+from tests.conftest import shared_file
+
+
+def _frame(table) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    return pl.from_arrow(table)
+
+
+def test_biomart_export_with_stable_ids_keeps_confidence_and_counts_one2one() -> None:
+    rows = _frame(
+        import_biomart(shared_file("orthologs/human_mouse_ensembl_biomart.csv.gz"), "human", "mouse")
+    )
+    assert rows.filter(pl.col("relation") == "one2one").height == 17_122
+    first = rows.row(0, named=True)
+    assert first["gene_id_a"].startswith("ENSG") and first["gene_id_b"].startswith("ENSMUSG")
+    assert rows["orthology_confidence"].drop_nulls().unique().sort().to_list() == [0, 1]
+    assert set(rows["source"].unique()) == {"ensembl"}
+
+
+def test_biomart_export_with_identities_scores_pairs_by_mean_identity() -> None:
+    rows = _frame(import_biomart(shared_file("reference/seed_human_mouse_ENS_M2M.tsv.gz"), "human", "mouse"))
+    row = rows.filter(pl.col("perc_id_ab").is_not_null()).row(0, named=True)
+    assert row["score"] == pytest.approx((row["perc_id_ab"] + row["perc_id_ba"]) / 200, rel=1e-5)
+    assert set(rows["relation"].unique()) == {"one2one", "one2many", "many2many"}
+    # Every gene of a one2many group shares the group id of its partner.
+    multi = rows.filter(pl.col("relation") == "one2many")
+    assert multi.group_by("gene_id_a").agg(pl.col("group_id").n_unique())["group_id"].max() == 1
+
+
+def test_an_export_made_from_the_other_species_is_oriented_by_from_and_to() -> None:
+    rows = _frame(import_biomart(shared_file("scrna/baron_human2mouse_ensembl.csv.gz"), "human", "mouse"))
+    assert rows.row(0, named=True)["gene_symbol_a"] == "MT-ND1"  # human on the A side
+    counts = dict(rows["relation"].value_counts().iter_rows())
+    assert counts["one2one"] == 16_621
+    assert "many2one" in counts and "one2many" not in counts  # mouse-side one2many flips
+
+
+def test_published_esm2_15b_mapping_reproduces_its_precision_against_ensembl() -> None:
+    predicted = import_homology(
+        shared_file("reference/seed_human_mouse_LM_O2O_esm2_15B.csv.gz"), "human", "mouse", "pairs"
+    )
+    truth = import_biomart(shared_file("reference/seed_human_mouse_ENS_M2M.tsv.gz"), "human", "mouse")
+    result = evaluate(predicted, truth)
+    assert result.n_pairs == 16_119
+    assert result.precision == pytest.approx(0.884, abs=0.0005)
+    assert result.recall == pytest.approx(0.73, abs=0.005)
+    assert result.matched_by == "gene_id"
+
+
+def test_strategies_reduce_ensembl_to_one_to_one_pairs() -> None:
+    path = shared_file("reference/seed_human_mouse_ENS_M2M.tsv.gz")
+    every = _frame(import_homology(path, "human", "mouse", "biomart", "all"))
+    strict = _frame(import_homology(path, "human", "mouse", "biomart", "one2one"))
+    greedy = _frame(import_homology(path, "human", "mouse", "biomart", "hc-greedy"))
+    assert strict.height == every.filter(pl.col("relation") == "one2one").height
+    for table in (greedy,):
+        assert table["gene_id_a"].is_unique().all() and table["gene_id_b"].is_unique().all()
+    assert greedy.height > strict.height  # paralog families contribute their best pair
+
+
+def test_fused_strategy_uses_the_embedding_score_of_the_same_pairs(tmp_path: Path) -> None:
+    ensembl = tmp_path / "ens.tsv"
+    ensembl.write_text(
+        "Gene name\tMouse gene name\tMouse homology type\t%id. target Mouse gene identical to query gene\t"
+        "%id. query gene identical to target Mouse gene\tMouse orthology confidence [0 low, 1 high]\n"
+        "A1\tA1a\tortholog_one2many\t80\t80\t1\n"
+        "A1\tA1b\tortholog_one2many\t79\t79\t1\n"
+    )
+    embedding = import_pairs(_pairs(tmp_path, "A1,A1a,0.10\nA1,A1b,0.99\n"), "human", "mouse")
+    from schemas.tables import write_table
+
+    write_table(embedding, tmp_path / "emb.parquet", MAPPING, {})
+    by_identity = _frame(import_homology(ensembl, "human", "mouse", "biomart", "hc-greedy"))
+    fused = _frame(import_homology(ensembl, "human", "mouse", "biomart", "fused", tmp_path / "emb.parquet"))
+    assert by_identity["gene_id_b"].to_list() == ["A1a"]
+    assert fused["gene_id_b"].to_list() == ["A1b"]  # the embedding breaks the near-tie
+
+
+def _pairs(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "pairs.csv"
+    path.write_text("a,b,score\n" + body)
+    return path
+
+
+def test_pairs_relations_come_from_the_pairs_themselves(tmp_path: Path) -> None:
+    rows = _frame(import_pairs(_pairs(tmp_path, "x,y,1\nx,z,0.5\nw,v,0.9\n"), "human", "mouse"))
+    assert dict(zip(rows["gene_id_b"], rows["relation"], strict=True)) == {
+        "y": "one2many",
+        "z": "one2many",
+        "v": "one2one",
+    }
+
+
+def test_an_unrecognised_table_lists_the_expected_columns(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("foo,bar\n1,2\n")
+    with pytest.raises(UserError, match="Gene name"):
+        import_biomart(path, "human", "mouse")
+
+
+def test_cli_import_then_evaluate_prints_the_contract_json(tmp_path: Path) -> None:
+    out = tmp_path / "lm.parquet"
+    runner = CliRunner()
+    imported = runner.invoke(
+        main,
+        [
+            "import-homology",
+            str(shared_file("reference/seed_human_mouse_LM_O2O_esm2_15B.csv.gz")),
+            "--from",
+            "human",
+            "--to",
+            "mouse",
+            "--format",
+            "pairs",
+            "--out",
+            str(out),
+        ],
+    )
+    assert imported.exit_code == 0, imported.output
+    assert read_table(out, MAPPING).num_rows == 16_119
+    result = runner.invoke(
+        main,
+        [
+            "evaluate-mapping",
+            str(out),
+            "--truth",
+            str(shared_file("reference/seed_human_mouse_ENS_M2M.tsv.gz")),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert {"precision", "recall", "f1", "coverage", "n_pairs"} <= set(scores)
+    assert round(scores["precision"], 3) == 0.884

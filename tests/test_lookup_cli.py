@@ -1,0 +1,163 @@
+"""The main job (`orthovec demo`) and the query/load commands through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orthovec.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
+
+
+@pytest.fixture(scope="module")
+def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Path:
+    atlas = tmp_path_factory.mktemp("demo") / "atlas"
+    result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
+    assert result.exit_code == 0, result.output
+    assert "one-to-one pairs agreeing with DIOPT" in result.output and "AK2" in result.output
+    return atlas
+
+
+def test_demo_leaves_two_species_a_mapping_and_a_store(demo_atlas: Path) -> None:
+    listing = json.loads(
+        CliRunner().invoke(main, ["species", "--atlas", str(demo_atlas), "--format", "json"]).output
+    )
+    assert {(row["species"], row["genes"]) for row in listing} == {
+        ("human", 150),
+        ("xenopus_tropicalis", 150),
+    }
+    assert list((demo_atlas / "mappings").glob("*/human__xenopus_tropicalis.parquet"))
+
+
+def test_query_json_has_the_contract_keys(demo_atlas: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "query",
+            "ETF1",
+            "--from",
+            "human",
+            "--to",
+            "xenopus_tropicalis",
+            "-k",
+            "4",
+            "--format",
+            "json",
+            "--atlas",
+            str(demo_atlas),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert len(hits) == 4 and [h["rank"] for h in hits] == [1, 2, 3, 4]
+    assert {"species", "gene_id", "gene_symbol", "score", "rank", "is_rbh"} <= set(hits[0])
+    assert all(h["species"] == "xenopus_tropicalis" for h in hits)
+
+
+def test_query_by_sequence_embeds_with_the_atlas_weights(demo_atlas: Path, tiny_weights: Path) -> None:
+    # A frog protein's own sequence must find that frog gene first.
+    import gzip
+
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    with gzip.open(EXAMPLES / "xenopus_tropicalis_demo.fasta.gz", "rt") as handle:
+        header, sequence = next(SimpleFastaParser(handle))
+    symbol = header.split("GN=")[1].split()[0]
+    result = CliRunner().invoke(
+        main,
+        [
+            "query",
+            "--sequence",
+            sequence,
+            "--to",
+            "xenopus_tropicalis",
+            "--weights",
+            str(tiny_weights),
+            "--format",
+            "json",
+            "--atlas",
+            str(demo_atlas),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.output)[0]
+    assert top["gene_symbol"] == symbol and top["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_query_with_other_weights_than_the_atlas_is_refused(demo_atlas: Path, tmp_path: Path) -> None:
+    from indexer.weights import write_random_checkpoint
+
+    other = write_random_checkpoint(tmp_path / "other.pt", "tiny", seed=1)  # same shape, other weights
+    result = CliRunner().invoke(
+        main,
+        ["query", "--sequence", "MKV", "--to", "human", "--weights", str(other), "--atlas", str(demo_atlas)],
+    )
+    assert result.exit_code == 2 and "would not be comparable" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["NOPE1", "--from", "human"], "No gene 'NOPE1' in human"),
+        (["ETF1", "--from", "humna"], "Did you mean human"),
+        (["ETF1"], "Add --from SPECIES"),
+        ([], "exactly one of GENE"),
+        (["--sequence", "MK*V1", "--to", "human"], "not amino-acid letters"),
+    ],
+)
+def test_query_mistakes_are_clear_errors(
+    demo_atlas: Path, tiny_weights: Path, args: list[str], message: str
+) -> None:
+    extra = ["--weights", str(tiny_weights)] if "--sequence" in args else []
+    result = CliRunner().invoke(main, ["query", *args, *extra, "--atlas", str(demo_atlas)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_load_pushes_the_atlas_to_a_qdrant_client_store_without_duplicates(
+    demo_atlas: Path, tmp_path: Path
+) -> None:
+    url = f"local:{tmp_path / 'qdrant'}"
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(main, ["load", "--atlas", str(demo_atlas), "--qdrant-url", url])
+        assert result.exit_code == 0, result.output
+    assert "human (esm2_t2_d64_custom): 150 genes loaded, 0 stale removed" in result.output
+    hits = runner.invoke(
+        main,
+        [
+            "query",
+            "ETF1",
+            "--from",
+            "human",
+            "--to",
+            "xenopus_tropicalis",
+            "--format",
+            "json",
+            "--qdrant-url",
+            url,
+            "--atlas",
+            str(demo_atlas),
+        ],
+    )
+    embedded = runner.invoke(
+        main,
+        [
+            "query",
+            "ETF1",
+            "--from",
+            "human",
+            "--to",
+            "xenopus_tropicalis",
+            "--format",
+            "json",
+            "--atlas",
+            str(demo_atlas),
+        ],
+    )
+    server_ids = [h["gene_id"] for h in json.loads(hits.output)]
+    assert server_ids == [h["gene_id"] for h in json.loads(embedded.output)]  # same code path, same answer
