@@ -77,9 +77,7 @@ def _conform(table: pa.Table, spec_field: pa.Field, actual: pa.DataType, source:
     if spec_field.type == VECTOR:
         if pa.types.is_fixed_size_list(actual) and actual.value_type == pa.float32():
             return table
-        raise UserError(
-            f"{source}: column '{name}' must be a fixed-size list of float32 ({tag}), found {actual}."
-        )
+        raise UserError(f"{source}: column '{name}' must be a fixed-size list of float32 ({tag}), found {actual}.")
     if actual == spec_field.type:
         return table
     if actual == pa.null() or _same_kind(actual, spec_field.type):
@@ -92,10 +90,7 @@ def _same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
     kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_dictionary)
     if any(k(expected) for k in kinds[:2]):
         return any(k(actual) for k in kinds)
-    for predicate in (pa.types.is_integer, pa.types.is_floating):
-        if predicate(expected) and predicate(actual):
-            return True
-    return False
+    return any(predicate(expected) and predicate(actual) for predicate in (pa.types.is_integer, pa.types.is_floating))
 
 
 def write_table(table: pa.Table, path: Path, spec: TableSpec, provenance: Mapping[str, Any]) -> Path:
@@ -125,8 +120,7 @@ def read_table(path: Path, spec: TableSpec, columns: list[str] | None = None) ->
         raise UserError(f"{path}: holds a '{tag}' table, expected '{spec.tag}'.")
     if tag and int(tag.split("/")[1]) > spec.version:
         raise UserError(
-            f"{path}: written by a newer orthovec ({tag}); this version reads up to {spec.tag}. "
-            "Upgrade orthovec."
+            f"{path}: written by a newer orthovec ({tag}); this version reads up to {spec.tag}. Upgrade orthovec."
         )
     if columns is None:
         return spec.validate(table, str(path))
@@ -253,9 +247,7 @@ def genes_table(
         {
             "species": pa.array(species_column, pa.string()),
             "gene_id": pa.array(list(gene_ids), pa.string()),
-            "gene_symbol": pa.array(
-                list(gene_symbols) if gene_symbols is not None else list(gene_ids), pa.string()
-            ),
+            "gene_symbol": pa.array(list(gene_symbols) if gene_symbols is not None else list(gene_ids), pa.string()),
             "taxid": taxids if isinstance(taxids, pa.Array) else pa.array(taxids or [None] * n, pa.int64()),
             "n_proteins": pa.array(n_proteins if n_proteins is not None else [1] * n, pa.int32()),
             "protein_ids": pa.array(
