@@ -15,6 +15,7 @@ from lookup.load import load_atlas
 from lookup.mapping import MappingParams, map_species
 from lookup.query import Hit, choose_model, homologs_of_gene, homologs_of_vectors
 from lookup.sequence import embedder_for_atlas
+from lookup.serve import serve_command
 from lookup.store import open_store
 from orthovec.options import atlas_option, console
 from schemas.atlas import Atlas
@@ -45,9 +46,7 @@ def print_hits(hits: list[Hit], fmt: str, label: str | None = None) -> None:
         for h in hits:
             margin = "" if h.margin is None else f"{h.margin:.4f}"
             rbh = "RBH" if h.is_rbh else ""
-            table.add_row(
-                h.species, h.gene_id, h.gene_symbol or "", f"{h.score:.4f}", str(h.rank), rbh, margin
-            )
+            table.add_row(h.species, h.gene_id, h.gene_symbol or "", f"{h.score:.4f}", str(h.rank), rbh, margin)
         console().print(table)
 
 
@@ -57,17 +56,11 @@ def print_hits(hits: list[Hit], fmt: str, label: str | None = None) -> None:
 @click.option("--to", "to_species", multiple=True, help="Target species (repeatable; default: all others).")
 @click.option("-k", "--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--sequence", help="Query with a raw protein sequence instead of a gene.")
-@click.option(
-    "--fasta", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Query each record."
-)
+@click.option("--fasta", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Query each record.")
 @click.option("--model", help="Model (default: the only one in the store).")
-@click.option(
-    "--weights", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="For sequences."
-)
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="For sequences.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json", "tsv"]), default="table", show_default=True
-)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "tsv"]), default="table", show_default=True)
 @atlas_option
 @qdrant_url_option
 def query_command(
@@ -115,9 +108,7 @@ def query_command(
     finally:
         store.close()
     if fmt == "json" and len(results) > 1:
-        click.echo(
-            json.dumps({lab: [h.to_dict() for h in hits] for lab, hits in zip(labels, results, strict=True)})
-        )
+        click.echo(json.dumps({lab: [h.to_dict() for h in hits] for lab, hits in zip(labels, results, strict=True)}))
         return
     for label, hits in zip(labels, results, strict=True):
         print_hits(hits, fmt, label)
@@ -126,9 +117,7 @@ def query_command(
 @click.command("map")
 @click.argument("species", nargs=-1, required=True)
 @click.option("--model", help="Model (default: the one all species share).")
-@click.option(
-    "-k", "--k", "k", type=click.IntRange(1, 200), default=10, show_default=True, help="Hits per gene."
-)
+@click.option("-k", "--k", "k", type=click.IntRange(1, 200), default=10, show_default=True, help="Hits per gene.")
 @click.option("--metric", type=click.Choice(["cosine", "pearson"]), default="cosine", show_default=True)
 @click.option(
     "--margin",
@@ -137,12 +126,8 @@ def query_command(
     show_default=True,
     help="Homology graph: pairs within this of both genes' best score.",
 )
-@click.option(
-    "--min-score", type=float, default=0.0, show_default=True, help="Homology graph: minimum score."
-)
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (two species only)."
-)
+@click.option("--min-score", type=float, default=0.0, show_default=True, help="Homology graph: minimum score.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (two species only).")
 @atlas_option
 def map_command(
     species: tuple[str, ...],
@@ -195,9 +180,7 @@ def map_command(
 @click.option("--to", "species_b", required=True, help="Species B.")
 @click.option("--format", "fmt", type=click.Choice(["biomart", "pairs"]), required=True)
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="all", show_default=True)
-@click.option(
-    "--embedding-mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="For fused."
-)
+@click.option("--embedding-mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="For fused.")
 @click.option("--col-a", help="pairs: column of species A genes (default: the first).")
 @click.option("--col-b", help="pairs: column of species B genes (default: the second).")
 @click.option("--col-score", help="pairs: score column (default: a numeric third column, if any).")
@@ -249,9 +232,7 @@ def import_homology_command(
     help="Which pairs of MAPPING are its one-to-one calls [auto: greedy for orthovec maps, else one2one].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate_mapping_command(
-    mapping: Path, truth: Path, truth_format: str, pairs: str, as_json: bool
-) -> None:
+def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pairs: str, as_json: bool) -> None:
     """Precision, recall, F1 and coverage of MAPPING's one-to-one pairs against reference one2one pairs."""
     table = read_table(mapping, MAPPING)
     species_a, species_b = table.column("species_a")[0].as_py(), table.column("species_b")[0].as_py()
@@ -260,9 +241,7 @@ def evaluate_mapping_command(
         click.echo(json.dumps(result.to_dict()))
         return
     r = result
-    click.echo(
-        f"precision {r.precision:.4f} ({r.n_correct:,} of {r.n_evaluable:,} pairs whose {species_a} gene"
-    )
+    click.echo(f"precision {r.precision:.4f} ({r.n_correct:,} of {r.n_evaluable:,} pairs whose {species_a} gene")
     click.echo("          has a reference one-to-one ortholog)")
     click.echo(f"recall    {r.recall:.4f} (of {r.n_reference:,} reference one-to-one pairs)")
     click.echo(f"F1        {r.f1:.4f}\ncoverage  {r.coverage:.4f}")
@@ -272,9 +251,7 @@ def evaluate_mapping_command(
 @click.command("load")
 @atlas_option
 @click.option("--qdrant-url", envvar="ORTHOVEC_QDRANT_URL", required=True, help="Target Qdrant server URL.")
-@click.option(
-    "--api-key", envvar="ORTHOVEC_QDRANT_API_KEY", help="Qdrant API key [env ORTHOVEC_QDRANT_API_KEY]."
-)
+@click.option("--api-key", envvar="ORTHOVEC_QDRANT_API_KEY", help="Qdrant API key [env ORTHOVEC_QDRANT_API_KEY].")
 @click.option("--species", "species", multiple=True, help="Only these species (repeatable; default all).")
 @click.option("--model", help="Only this model (default all).")
 def load_command(
@@ -289,8 +266,7 @@ def load_command(
     try:
         for loaded in load_atlas(atlas, store, list(species) or None, model):
             click.echo(
-                f"{loaded.species} ({loaded.model}): {loaded.genes:,} genes loaded, "
-                f"{loaded.removed} stale removed"
+                f"{loaded.species} ({loaded.model}): {loaded.genes:,} genes loaded, {loaded.removed} stale removed"
             )
     finally:
         store.close()
@@ -302,4 +278,5 @@ COMMANDS: list[click.Command] = [
     import_homology_command,
     evaluate_mapping_command,
     load_command,
+    serve_command,
 ]
