@@ -25,9 +25,7 @@ AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "proteomes" / "human_sprot2014.fasta.gz"
 
 
-def write_subset_and_mutant(
-    source: Path, n: int, rate: float, out_dir: Path, seed: int = 0
-) -> tuple[Path, Path]:
+def write_subset_and_mutant(source: Path, n: int, rate: float, out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     rng = random.Random(seed)
     original, mutant = out_dir / "human.fasta.gz", out_dir / "human_mut.fasta.gz"
     with gzip.open(source, "rt") as handle, gzip.open(original, "wt") as a, gzip.open(mutant, "wt") as b:
@@ -49,9 +47,7 @@ def main() -> None:
     from schemas.atlas import Atlas
     from schemas.tables import MAPPING, read_table
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--n", type=int, default=3000, help="first N human proteins (0 = all 17,459)")
     parser.add_argument("--rate", type=float, default=0.10)
@@ -63,9 +59,7 @@ def main() -> None:
         original, mutant = write_subset_and_mutant(HUMAN, args.n, args.rate, Path(tmp))
         for species, fasta in (("human", original), ("human_mut", mutant)):
             started = time.perf_counter()
-            result = index_proteome(
-                IndexConfig(fasta=fasta, species=species, atlas=atlas, weights=args.weights)
-            )
+            result = index_proteome(IndexConfig(fasta=fasta, species=species, atlas=atlas, weights=args.weights))
             seconds = time.perf_counter() - started
             rate = result.n_residues_embedded / max(result.embed_seconds, 1e-9)
             print(f"indexed {species}: {result.n_genes} genes in {seconds:.0f} s ({rate:,.0f} residues/s)")

@@ -109,9 +109,7 @@ def run(n_species: int, n_genes: int, dim: int, n_queries: int, human_genes: Pat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--species", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--genes", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=320)
