@@ -54,9 +54,46 @@ def blocked_topk(a: torch.Tensor, b: torch.Tensor, k: int, block_rows: int | Non
         scores = a[start : start + block_rows] @ bt  # (block, m)
         top = torch.topk(scores, k_ab, dim=1)
         row_score[start : start + len(scores)], row_idx[start : start + len(scores)] = top.values, top.indices
-        block_top = torch.topk(scores, min(k_ba, len(scores)), dim=0)
-        merged_score = torch.cat([col_score, block_top.values])
-        merged_idx = torch.cat([col_idx, block_top.indices + start])
-        best = torch.topk(merged_score, k_ba, dim=0)
-        col_score, col_idx = best.values, torch.gather(merged_idx, 0, best.indices)
+        if torch.isinf(col_score[-1]).any():
+            block_top = torch.topk(scores, min(k_ba, len(scores)), dim=0)
+            col_score, col_idx = _merge(col_score, col_idx, block_top.values, block_top.indices + start, k_ba)
+        else:
+            col_score, col_idx = _merge_above_threshold(col_score, col_idx, scores, start, k_ba)
     return TopK(row_idx.numpy(), row_score.numpy(), col_idx.T.numpy(), col_score.T.numpy())
+
+
+def _merge(
+    score: torch.Tensor, index: torch.Tensor, new_score: torch.Tensor, new_index: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column top-k of the union of two (rows, columns) candidate tables."""
+    merged_score = torch.cat([score, new_score])
+    best = torch.topk(merged_score, k, dim=0)
+    return best.values, torch.gather(torch.cat([index, new_index]), 0, best.indices)
+
+
+def _merge_above_threshold(
+    col_score: torch.Tensor, col_idx: torch.Tensor, scores: torch.Tensor, start: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column top-k update touching only entries that beat a column's current k-th best.
+
+    Once every column has k candidates, few entries of a new block can enter (about k × block /
+    rows seen per column), so selecting them with one comparison is far cheaper than a top-k
+    along the strided column axis of the whole block; the result is the same.
+    """
+    rows, cols = torch.nonzero(scores > col_score[-1], as_tuple=True)
+    if len(cols) == 0:
+        return col_score, col_idx
+    order = torch.argsort(cols, stable=True)
+    rows, cols = rows[order], cols[order]
+    touched, counts = torch.unique_consecutive(cols, return_counts=True)
+    # Candidates laid out as a (max per column, touched columns) table padded with -inf.
+    offsets = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(cols)) - torch.repeat_interleave(offsets, counts)
+    column_of = torch.repeat_interleave(torch.arange(len(touched)), counts)
+    padded_score = torch.full((int(counts.max()), len(touched)), -torch.inf)
+    padded_index = torch.zeros((int(counts.max()), len(touched)), dtype=torch.int64)
+    padded_score[slot, column_of] = scores[rows, cols]
+    padded_index[slot, column_of] = rows + start
+    new_score, new_index = _merge(col_score[:, touched], col_idx[:, touched], padded_score, padded_index, k)
+    col_score[:, touched], col_idx[:, touched] = new_score, new_index
+    return col_score, col_idx
