@@ -85,9 +85,7 @@ def _progress_factory(log_console: Console) -> tuple[Progress, ProgressFactory]:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Local fair-esm checkpoint (.pt); default: $TORCH_HOME cache, then the hub.",
 )
-@click.option(
-    "--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True, help="Isoforms → gene."
-)
+@click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True, help="Isoforms → gene.")
 @atlas_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--toks-per-batch", type=click.IntRange(min=64), default=4096, show_default=True)

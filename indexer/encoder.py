@@ -146,9 +146,7 @@ class Encoder:
         for row, piece in enumerate(rows):
             weights[row, 1 : piece.length + 1] = torch.from_numpy(piece.weights)
         autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda"
-            else contextlib.nullcontext()
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
         )
         with autocast:
             hidden = self._forward(tokens)  # (batch, tokens, dim)
@@ -192,9 +190,7 @@ class Encoder:
         heads = attention.num_heads
         weight, bias = self._qkv[index]
         qkv = F.linear(layer.self_attn_layer_norm(x), weight, bias)  # (batch, tokens, 3 * dim)
-        qkv = qkv.view(batch, length, 3, heads, dim // heads).permute(
-            2, 0, 3, 1, 4
-        )  # (3, batch, heads, tokens, hd)
+        qkv = qkv.view(batch, length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)  # (3, batch, heads, tokens, hd)
         q, k, v = _rotate(qkv[0], cos, sin), _rotate(qkv[1], cos, sin), qkv[2]
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # scale = head_dim ** -0.5
         context = context.transpose(1, 2).reshape(batch, length, dim)

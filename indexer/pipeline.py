@@ -141,9 +141,7 @@ class EmbeddingCache:
             hashes.update(pq.read_table(path, columns=["seq_hash"]).column("seq_hash").to_pylist())
         return hashes
 
-    def write(
-        self, chunk: Chunk, lengths: list[int], vectors: np.ndarray, provenance: dict[str, object]
-    ) -> None:
+    def write(self, chunk: Chunk, lengths: list[int], vectors: np.ndarray, provenance: dict[str, object]) -> None:
         table = pa.table(
             {
                 "seq_hash": pa.array(chunk.seq_hashes),
@@ -201,9 +199,7 @@ def index_proteome(
     requested = config.model or (None if config.weights else DEFAULT_MODEL)
     loaded = load_model(requested, config.weights, config.device)
     model = loaded.name
-    encoder = Encoder(
-        loaded, layer=config.layer, toks_per_batch=config.toks_per_batch, long_seqs=config.long_seqs
-    )
+    encoder = Encoder(loaded, layer=config.layer, toks_per_batch=config.toks_per_batch, long_seqs=config.long_seqs)
     precision = "bf16" if str(loaded.device).startswith("cuda") else "fp32"
     cache_key = f"{model}-L{encoder.layer}-{config.long_seqs}-{precision}-w{loaded.weights_sha256[:12]}"
     cache = EmbeddingCache(atlas.embedding_cache(cache_key))
@@ -216,9 +212,7 @@ def index_proteome(
         "orthovec": __version__,
     }
 
-    sequences = dict(
-        zip(proteins.column("seq_hash").to_pylist(), proteins.column("sequence").to_pylist(), strict=True)
-    )
+    sequences = dict(zip(proteins.column("seq_hash").to_pylist(), proteins.column("sequence").to_pylist(), strict=True))
     cached = cache.cached_hashes() & sequences.keys()
     pending = {h: s for h, s in sequences.items() if h not in cached}
     all_chunks = plan_chunks(pending, config.chunk_residues)
@@ -236,11 +230,7 @@ def index_proteome(
         + (f" ({len(chunks)} chunks in shard {config.shard[0]}/{config.shard[1]})" if config.shard else "")
     )
 
-    advance = (
-        progress(sum(len(c.seq_hashes) for c in chunks), sum(c.residues for c in chunks))
-        if progress
-        else None
-    )
+    advance = progress(sum(len(c.seq_hashes) for c in chunks), sum(c.residues for c in chunks)) if progress else None
     started = time.perf_counter()
     for chunk in chunks:
         chunk_sequences = [pending[h] for h in chunk.seq_hashes]
@@ -283,9 +273,7 @@ def _assemble(
     dim = len(next(iter(vectors_by_hash.values())))
     lengths = {
         h: n
-        for h, n in zip(
-            proteins.column("seq_hash").to_pylist(), proteins.column("length").to_pylist(), strict=True
-        )
+        for h, n in zip(proteins.column("seq_hash").to_pylist(), proteins.column("length").to_pylist(), strict=True)
     }
     protein_embeddings = pa.table(
         {

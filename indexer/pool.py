@@ -26,9 +26,7 @@ def pool_genes(proteins: pa.Table, protein_vectors: np.ndarray, pooling: Pooling
     """
     gene_ids = proteins.column("gene_id").to_pylist()
     order: dict[str, int] = {}
-    gene_of_protein = np.fromiter(
-        (order.setdefault(g, len(order)) for g in gene_ids), np.int64, len(gene_ids)
-    )
+    gene_of_protein = np.fromiter((order.setdefault(g, len(order)) for g in gene_ids), np.int64, len(gene_ids))
     n_genes = len(order)
     # Stable sort groups each gene's proteins together, in file order within the gene.
     by_gene = np.argsort(gene_of_protein, kind="stable")
@@ -52,15 +50,11 @@ def pool_genes(proteins: pa.Table, protein_vectors: np.ndarray, pooling: Pooling
         gene_symbols=proteins.column("gene_symbol").take(first_row).to_pylist(),
         taxids=proteins.column("taxid").take(first_row),
         n_proteins=counts.tolist(),
-        protein_ids=[
-            [protein_ids[i] for i in by_gene[s : s + c]] for s, c in zip(starts, counts, strict=True)
-        ],
+        protein_ids=[[protein_ids[i] for i in by_gene[s : s + c]] for s, c in zip(starts, counts, strict=True)],
     )
 
 
-def _canonical_offsets(
-    proteins: pa.Table, by_gene: np.ndarray, starts: np.ndarray, counts: np.ndarray
-) -> np.ndarray:
+def _canonical_offsets(proteins: pa.Table, by_gene: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Within each gene's block: the first canonical isoform, else the longest (first on ties)."""
     canonical = pc.fill_null(proteins.column("is_canonical"), False).to_numpy(zero_copy_only=False)[by_gene]
     lengths = proteins.column("length").to_numpy()[by_gene]

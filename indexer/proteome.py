@@ -25,9 +25,7 @@ from schemas.errors import UserError
 from schemas.tables import PROTEINS
 
 #: Residue letters ESM-2 has tokens for (20 standard + X B U Z O), from fair-esm's own alphabet.
-ESM_RESIDUES = frozenset(
-    t for t in esm.data.Alphabet.from_architecture("ESM-1b").standard_toks if t.isalpha()
-)
+ESM_RESIDUES = frozenset(t for t in esm.data.Alphabet.from_architecture("ESM-1b").standard_toks if t.isalpha())
 
 Unresolved = Literal["report", "self"]
 EXAMPLES_PER_REASON = 5

@@ -153,13 +153,9 @@ def write_random_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
         raise UserError(f"Unknown --arch {arch!r}; choose one of {', '.join(ARCH_ALIASES)}.")
     _, (layers, dim, heads) = ARCH_ALIASES[arch]
     torch.manual_seed(seed)
-    model = ESM2(
-        num_layers=layers, embed_dim=dim, attention_heads=heads, alphabet="ESM-1b", token_dropout=True
-    )
+    model = ESM2(num_layers=layers, embed_dim=dim, attention_heads=heads, alphabet="ESM-1b", token_dropout=True)
     state = {
-        f"encoder.{key}": value
-        for key, value in model.state_dict().items()
-        if "contact_head.regression" not in key
+        f"encoder.{key}": value for key, value in model.state_dict().items() if "contact_head.regression" not in key
     }
     config = argparse.Namespace(
         encoder_layers=layers, encoder_embed_dim=dim, encoder_attention_heads=heads, token_dropout=True

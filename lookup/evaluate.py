@@ -117,9 +117,7 @@ def _matching_key(predicted: pl.DataFrame, reference: pl.DataFrame) -> str:
     return "gene_id" if by_id >= by_symbol else "gene_symbol"
 
 
-def read_truth(
-    path: Path, fmt: Literal["biomart", "pairs", "mapping"], species_a: str, species_b: str
-) -> pa.Table:
+def read_truth(path: Path, fmt: Literal["biomart", "pairs", "mapping"], species_a: str, species_b: str) -> pa.Table:
     if fmt == "mapping":
         return read_table(path, MAPPING)
     if fmt == "biomart":

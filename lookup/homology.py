@@ -113,9 +113,7 @@ def import_biomart(path: Path, species_a: str, species_b: str) -> pa.Table:
     frame = _read_delimited(path)
     layout = detect_biomart(frame.columns, str(path))
     # The file's query side has the unprefixed columns; if its target is our A, swap sides.
-    swap = _species_matches(layout.target_label, species_a) and not _species_matches(
-        layout.target_label, species_b
-    )
+    swap = _species_matches(layout.target_label, species_a) and not _species_matches(layout.target_label, species_b)
 
     def column(name: str | None) -> pl.Expr:
         return pl.col(name) if name else pl.lit(None, dtype=pl.String)
@@ -145,9 +143,7 @@ def import_biomart(path: Path, species_a: str, species_b: str) -> pa.Table:
         number(layout.confidence).cast(pl.Int8).alias("orthology_confidence"),
         number(layout.goc).alias("goc_score"),
     )
-    has_target = (
-        pl.col("gene_id_b").is_not_null() & (pl.col("gene_id_b") != "") & pl.col("gene_id_a").is_not_null()
-    )
+    has_target = pl.col("gene_id_b").is_not_null() & (pl.col("gene_id_b") != "") & pl.col("gene_id_a").is_not_null()
     rows = rows.filter(has_target & pl.col("homology_type").fill_null("ortholog").str.starts_with("ortholog"))
     rows = rows.unique(subset=["gene_id_a", "gene_id_b"], keep="first", maintain_order=True)
     relation = rows["homology_type"].replace_strict(ENSEMBL_RELATION, default=None)
@@ -187,17 +183,13 @@ def import_pairs(
     rows = frame.select(
         pl.col(col_a).alias("gene_id_a"),
         pl.col(col_b).alias("gene_id_b"),
-        (pl.col(col_score).cast(pl.Float32, strict=False) if col_score else pl.lit(None, pl.Float32)).alias(
-            "score"
-        ),
+        (pl.col(col_score).cast(pl.Float32, strict=False) if col_score else pl.lit(None, pl.Float32)).alias("score"),
     ).filter(pl.col("gene_id_a").is_not_null() & pl.col("gene_id_b").is_not_null())
     rows = rows.unique(subset=["gene_id_a", "gene_id_b"], keep="first", maintain_order=True)
     rows = rows.with_columns(
         gene_symbol_a=pl.col("gene_id_a"),
         gene_symbol_b=pl.col("gene_id_b"),
-        relation=pl.Series(
-            relations(rows["gene_id_a"].to_numpy(), rows["gene_id_b"].to_numpy()), dtype=pl.String
-        ),
+        relation=pl.Series(relations(rows["gene_id_a"].to_numpy(), rows["gene_id_b"].to_numpy()), dtype=pl.String),
     )
     return _to_mapping(rows, species_a, species_b, f"pairs:{Path(path).name}")
 
@@ -245,8 +237,7 @@ def apply_strategy(mapping: pa.Table, strategy: Strategy, embedding_mapping: Pat
     else:
         if embedding_mapping is None:
             raise UserError(
-                "--strategy fused needs --embedding-mapping FILE (an `orthovec map` table of the same "
-                "species)."
+                "--strategy fused needs --embedding-mapping FILE (an `orthovec map` table of the same species)."
             )
         embedded = pl.from_arrow(
             read_table(embedding_mapping, MAPPING).select(["gene_symbol_a", "gene_symbol_b", "score"])
@@ -259,9 +250,7 @@ def apply_strategy(mapping: pa.Table, strategy: Strategy, embedding_mapping: Pat
         joined = rows.with_columns(
             pl.col("gene_symbol_a").str.to_uppercase().alias("_a"),
             pl.col("gene_symbol_b").str.to_uppercase().alias("_b"),
-        ).join(
-            embedded.select(["_a", "_b", "embedding_score"]).unique(["_a", "_b"]), on=["_a", "_b"], how="left"
-        )
+        ).join(embedded.select(["_a", "_b", "embedding_score"]).unique(["_a", "_b"]), on=["_a", "_b"], how="left")
         fused = (
             pl.when(pl.col("embedding_score").is_null())
             .then(pl.col("score"))
@@ -272,9 +261,7 @@ def apply_strategy(mapping: pa.Table, strategy: Strategy, embedding_mapping: Pat
         if chosen["embedding_score"].null_count() == len(chosen):
             raise UserError(f"{embedding_mapping}: no pair matches the imported homology by gene symbol.")
     group_id = groups(chosen["gene_id_a"].to_numpy(), chosen["gene_id_b"].to_numpy())
-    chosen = chosen.with_columns(
-        group_id=pl.Series(group_id, dtype=pl.Int64), source=pl.col("source") + f":{strategy}"
-    )
+    chosen = chosen.with_columns(group_id=pl.Series(group_id, dtype=pl.Int64), source=pl.col("source") + f":{strategy}")
     return MAPPING.validate(chosen.to_arrow(), strategy)
 
 
@@ -295,7 +282,5 @@ def import_homology(
     if table.num_rows == 0:
         raise UserError(f"{path}: no homology pairs found.")
     if strategy in ("hc-greedy", "fused") and fmt != "biomart":
-        raise UserError(
-            f"--strategy {strategy} needs Ensembl confidence and identity columns (--format biomart)."
-        )
+        raise UserError(f"--strategy {strategy} needs Ensembl confidence and identity columns (--format biomart).")
     return apply_strategy(table, strategy, embedding_mapping)

@@ -41,9 +41,7 @@ def load_atlas(
     loaded: list[Loaded] = []
     for name in names:
         if name not in atlas.species_names():
-            raise UserError(
-                f"Species '{name}' is not in the atlas {atlas.root} ({', '.join(atlas.species_names())})."
-            )
+            raise UserError(f"Species '{name}' is not in the atlas {atlas.root} ({', '.join(atlas.species_names())}).")
         models = [model] if model else atlas.models_for(name)
         for chosen in models:
             genes = read_table(atlas.genes(name, chosen), GENES)

@@ -77,9 +77,7 @@ def build_mapping(genes_a: pa.Table, genes_b: pa.Table, params: MappingParams, m
 
     best_a = top.a_to_b_score[:, 0][rows]
     best_b = top.b_to_a_score[:, 0][cols]
-    in_graph = (
-        (scores >= params.min_score) & (scores >= best_a - params.margin) & (scores >= best_b - params.margin)
-    )
+    in_graph = (scores >= params.min_score) & (scores >= best_a - params.margin) & (scores >= best_b - params.margin)
 
     def row_scores(row: int, free: np.ndarray) -> np.ndarray:
         return (b[free] @ a[row]).numpy()
@@ -158,9 +156,7 @@ def choose_mapping_model(atlas: Atlas, species: Sequence[str], model: str | None
     if model:
         missing = [name for name, found in models.items() if model not in found]
         if missing:
-            raise UserError(
-                f"No {model} gene vectors for {', '.join(missing)} (indexed: {_describe(models)})."
-            )
+            raise UserError(f"No {model} gene vectors for {', '.join(missing)} (indexed: {_describe(models)}).")
         return model
     shared = set.intersection(*models.values())
     if len(shared) == 1:
@@ -216,9 +212,7 @@ def map_species(
     return summaries
 
 
-def _summary(
-    table: pa.Table, a: str, b: str, genes: dict[str, pa.Table], seconds: float, path: str
-) -> PairSummary:
+def _summary(table: pa.Table, a: str, b: str, genes: dict[str, pa.Table], seconds: float, path: str) -> PairSummary:
     group_ids = table.column("group_id").drop_null()
     return PairSummary(
         species_a=a,

@@ -32,11 +32,7 @@ def greedy_one2one(
     lists: list[tuple[np.ndarray, np.ndarray]] = [(ranked_cols[i], ranked_scores[i]) for i in range(n_rows)]
     cursor = np.zeros(n_rows, dtype=np.int64)
     # Ties are broken by (row, col) so results do not depend on heap internals.
-    heap = [
-        (-float(ranked_scores[i, 0]), i, int(ranked_cols[i, 0]))
-        for i in range(n_rows)
-        if ranked_cols.shape[1]
-    ]
+    heap = [(-float(ranked_scores[i, 0]), i, int(ranked_cols[i, 0])) for i in range(n_rows) if ranked_cols.shape[1]]
     heapq.heapify(heap)
     pairs: list[tuple[int, int, float]] = []
     while heap and len(pairs) < n_cols:
@@ -76,9 +72,7 @@ def _next_free(
     return int(free[order[0]]), float(fresh[order[0]])
 
 
-def optimal_one2one(
-    rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, n_rows: int, n_cols: int
-) -> np.ndarray:
+def optimal_one2one(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
     """Indices of the candidate edges in a maximum-total-score matching (positive scores only).
 
     Node layout: left = A genes then one dummy per B gene; right = B genes then one dummy per A

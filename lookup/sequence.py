@@ -28,9 +28,7 @@ def atlas_embedding_settings(atlas: Atlas, model: str) -> dict[str, object]:
     return {}
 
 
-def embedder_for_atlas(
-    atlas: Atlas, model: str, weights: Path | None, device: str = "auto"
-) -> SequenceEmbedder:
+def embedder_for_atlas(atlas: Atlas, model: str, weights: Path | None, device: str = "auto") -> SequenceEmbedder:
     """A function sequences → (n, dim) vectors, with the atlas's model, weights, layer and windows."""
     from indexer.encoder import Encoder
     from indexer.proteome import clean_sequence

@@ -170,9 +170,7 @@ class EdgeStore:
             else:
                 config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
                 shard = qe.EdgeShard.create(str(path), config)
-                shard.update(
-                    qe.UpdateOperation.create_field_index("species", qe.KeywordIndexParams(is_tenant=True))
-                )
+                shard.update(qe.UpdateOperation.create_field_index("species", qe.KeywordIndexParams(is_tenant=True)))
                 shard.update(qe.UpdateOperation.create_field_index("gene_key", qe.PayloadSchemaType.Keyword))
         except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
             if "WouldBlock" in str(err):
@@ -340,9 +338,7 @@ class ServerStore:
         name = self.collection(model)
         if self.client.collection_exists(name):
             return
-        self.client.create_collection(
-            name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
-        )
+        self.client.create_collection(name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE))
         self.client.create_payload_index(
             name, "species", qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)
         )

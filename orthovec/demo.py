@@ -35,9 +35,7 @@ QUERIES = ("AK2", "ETF1", "EEF1B2")
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="fair-esm checkpoint (default: esm2_t6_8M_UR50D from $TORCH_HOME or the hub).",
 )
-@click.option(
-    "--model", default="esm2_t6_8M_UR50D", show_default=True, help="Used when --weights is not given."
-)
+@click.option("--model", default="esm2_t6_8M_UR50D", show_default=True, help="Used when --weights is not given.")
 @click.option(
     "--atlas",
     type=click.Path(file_okay=False, path_type=Path),

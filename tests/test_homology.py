@@ -22,9 +22,7 @@ def _frame(table) -> pl.DataFrame:  # type: ignore[no-untyped-def]
 
 
 def test_biomart_export_with_stable_ids_keeps_confidence_and_counts_one2one() -> None:
-    rows = _frame(
-        import_biomart(shared_file("orthologs/human_mouse_ensembl_biomart.csv.gz"), "human", "mouse")
-    )
+    rows = _frame(import_biomart(shared_file("orthologs/human_mouse_ensembl_biomart.csv.gz"), "human", "mouse"))
     assert rows.filter(pl.col("relation") == "one2one").height == 17_122
     first = rows.row(0, named=True)
     assert first["gene_id_a"].startswith("ENSG") and first["gene_id_b"].startswith("ENSMUSG")

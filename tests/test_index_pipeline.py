@@ -23,9 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
 HUMAN_DEMO = EXAMPLES / "human_demo.fasta.gz"
 
 
-def _index(
-    atlas: Path, weights: Path, *extra: str, fasta: Path = HUMAN_DEMO, species: str = "human"
-) -> object:
+def _index(atlas: Path, weights: Path, *extra: str, fasta: Path = HUMAN_DEMO, species: str = "human") -> object:
     args = [
         "index",
         str(fasta),
@@ -44,9 +42,7 @@ def _genes(atlas: Path, model: str = "esm2_t2_d64_custom", species: str = "human
     return read_table(Atlas(atlas).genes(species, model), GENES)
 
 
-def test_index_writes_gene_vectors_with_provenance_and_loads_the_store(
-    tmp_path: Path, tiny_weights: Path
-) -> None:
+def test_index_writes_gene_vectors_with_provenance_and_loads_the_store(tmp_path: Path, tiny_weights: Path) -> None:
     result = _index(tmp_path / "atlas", tiny_weights)
     assert result.exit_code == 0, result.output
     genes = _genes(tmp_path / "atlas")
@@ -54,11 +50,7 @@ def test_index_writes_gene_vectors_with_provenance_and_loads_the_store(
     assert genes.schema.field("embedding").type.list_size == 64
     assert set(genes.column_names) >= {"species", "gene_id", "gene_symbol", "n_proteins", "embedding"}
     provenance = read_provenance(Atlas(tmp_path / "atlas").genes("human", "esm2_t2_d64_custom"))
-    assert (
-        provenance["pooling"] == "mean"
-        and provenance["layer"] == 2
-        and len(provenance["weights_sha256"]) == 64
-    )
+    assert provenance["pooling"] == "mean" and provenance["layer"] == 2 and len(provenance["weights_sha256"]) == 64
     store = open_store(Atlas(tmp_path / "atlas"))
     assert store.species_counts("esm2_t2_d64_custom") == {"human": 150}
     store.close()

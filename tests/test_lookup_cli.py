@@ -23,9 +23,7 @@ def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> 
 
 
 def test_demo_leaves_two_species_a_mapping_and_a_store(demo_atlas: Path) -> None:
-    listing = json.loads(
-        CliRunner().invoke(main, ["species", "--atlas", str(demo_atlas), "--format", "json"]).output
-    )
+    listing = json.loads(CliRunner().invoke(main, ["species", "--atlas", str(demo_atlas), "--format", "json"]).output)
     assert {(row["species"], row["genes"]) for row in listing} == {
         ("human", 150),
         ("xenopus_tropicalis", 150),
@@ -109,18 +107,14 @@ def test_query_with_other_weights_than_the_atlas_is_refused(demo_atlas: Path, tm
         (["--sequence", "MK*V1", "--to", "human"], "not amino-acid letters"),
     ],
 )
-def test_query_mistakes_are_clear_errors(
-    demo_atlas: Path, tiny_weights: Path, args: list[str], message: str
-) -> None:
+def test_query_mistakes_are_clear_errors(demo_atlas: Path, tiny_weights: Path, args: list[str], message: str) -> None:
     extra = ["--weights", str(tiny_weights)] if "--sequence" in args else []
     result = CliRunner().invoke(main, ["query", *args, *extra, "--atlas", str(demo_atlas)])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
 
 
-def test_load_pushes_the_atlas_to_a_qdrant_client_store_without_duplicates(
-    demo_atlas: Path, tmp_path: Path
-) -> None:
+def test_load_pushes_the_atlas_to_a_qdrant_client_store_without_duplicates(demo_atlas: Path, tmp_path: Path) -> None:
     url = f"local:{tmp_path / 'qdrant'}"
     runner = CliRunner()
     for _ in range(2):

@@ -120,8 +120,7 @@ def test_map_writes_one_table_per_pair_and_a_groups_table_for_three_species(tmp_
     rng = np.random.default_rng(0)
     base = rng.normal(size=(40, 16)).astype(np.float32)
     species = {
-        name: base + rng.normal(scale=0.05, size=base.shape).astype(np.float32)
-        for name in ("human", "mouse", "frog")
+        name: base + rng.normal(scale=0.05, size=base.shape).astype(np.float32) for name in ("human", "mouse", "frog")
     }
     atlas = _atlas_with(tmp_path, species)
     result = CliRunner().invoke(main, ["map", "human", "mouse", "frog", "--atlas", str(atlas.root)])
@@ -141,9 +140,7 @@ def test_map_writes_one_table_per_pair_and_a_groups_table_for_three_species(tmp_
     [(["human", "yeast"], "Unknown species 'yeast'"), (["human"], "at least two different species")],
 )
 def test_map_bad_species_are_clear_errors(tmp_path: Path, species: list[str], message: str) -> None:
-    atlas = _atlas_with(
-        tmp_path, {"human": np.eye(4, dtype=np.float32), "mouse": np.eye(4, dtype=np.float32)}
-    )
+    atlas = _atlas_with(tmp_path, {"human": np.eye(4, dtype=np.float32), "mouse": np.eye(4, dtype=np.float32)})
     result = CliRunner().invoke(main, ["map", *species, "--atlas", str(atlas.root)])
     assert result.exit_code == 2 and message in result.output
 

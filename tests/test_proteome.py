@@ -46,9 +46,7 @@ def test_every_human_swissprot_record_resolves_to_its_entrez_gene() -> None:
     assert report.n_records == proteins.num_rows == 17_459
     assert sum(report.skipped.values()) == 0
     assert report.gene_id_source == {"EntrezGene": 17_459}
-    tp53 = proteins.filter(
-        proteins.column("gene_symbol").to_numpy(zero_copy_only=False) == "TP53"
-    ).to_pylist()
+    tp53 = proteins.filter(proteins.column("gene_symbol").to_numpy(zero_copy_only=False) == "TP53").to_pylist()
     assert [(r["protein_id"], r["gene_id"], r["taxid"], r["is_canonical"]) for r in tp53] == [
         ("P04637", "7157", 9606, True)
     ]
@@ -68,9 +66,7 @@ def test_frog_records_take_their_ncbi_gene_ids() -> None:
 
 
 def test_uniprot_isoforms_share_a_gene_and_only_the_canonical_is_flagged() -> None:
-    canonical = parse_header(
-        "sp|P04637|P53_HUMAN Cellular tumor antigen p53 OS=Homo sapiens OX=9606 GN=TP53 PE=1 SV=4"
-    )
+    canonical = parse_header("sp|P04637|P53_HUMAN Cellular tumor antigen p53 OS=Homo sapiens OX=9606 GN=TP53 PE=1 SV=4")
     isoform = parse_header(
         "sp|P04637-2|P53_HUMAN Isoform 2 of Cellular tumor antigen p53 OS=Homo sapiens OX=9606 GN=TP53"
     )
@@ -99,9 +95,7 @@ def test_ncbi_cds_headers_give_protein_ids_and_gene_ids(tmp_path: Path) -> None:
 
 
 def test_a_gene_map_resolves_headers_that_carry_no_gene(tmp_path: Path) -> None:
-    fasta = _write(
-        tmp_path, "refseq.faa", ">NP_000537.3 cellular tumor antigen p53\nMEEPQ\n>XP_1.1 other\nMKV\n"
-    )
+    fasta = _write(tmp_path, "refseq.faa", ">NP_000537.3 cellular tumor antigen p53\nMEEPQ\n>XP_1.1 other\nMKV\n")
     gene_map = _write(tmp_path, "map.tsv", "protein_id\tgene_id\tsymbol\n# comment\nNP_000537\t7157\tTP53\n")
     proteins, report = read_proteome(fasta, "human", gene_map=gene_map)
     assert proteins.to_pylist()[0]["gene_id"] == "7157"
@@ -124,9 +118,7 @@ def test_bad_records_are_skipped_and_counted_with_examples(tmp_path: Path) -> No
     assert proteins.column("protein_id").to_pylist() == ["P1"]
     assert report.skipped == {"invalid_residues": 2, "empty_sequence": 1, "duplicate_id": 1, "no_gene": 1}
     assert report.n_records == report.n_proteins + sum(report.skipped.values())
-    assert (
-        "'*'" in report.examples["invalid_residues"][0] and "'-1'" in report.examples["invalid_residues"][1]
-    )
+    assert "'*'" in report.examples["invalid_residues"][0] and "'-1'" in report.examples["invalid_residues"][1]
     assert "same sequence" in report.examples["duplicate_id"][0]
     assert any("duplicate_id" in line for line in report.summary_lines())
 

@@ -80,9 +80,7 @@ def test_an_ambiguous_symbol_lists_its_candidates(tmp_path: Path) -> None:
     vectors = np.eye(3, 8, dtype=np.float32)
     store.upsert_genes(MODEL, gene_table("human", vectors, ["1", "2", "3"], ["ABC", "abc", "XYZ"]))
     store.upsert_genes(MODEL, gene_table("mouse", vectors, ["m1", "m2", "m3"]))
-    assert (
-        homologs_of_gene(store, "abc", from_species="human", k=1)[0].query_gene_id == "2"
-    )  # exact case wins
+    assert homologs_of_gene(store, "abc", from_species="human", k=1)[0].query_gene_id == "2"  # exact case wins
     with pytest.raises(UserError, match=r"'Abc' is ambiguous in human: ABC \(1\), abc \(2\)"):
         homologs_of_gene(store, "Abc", from_species="human")
     store.close()

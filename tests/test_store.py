@@ -48,9 +48,7 @@ def test_search_is_restricted_to_the_target_species_and_ranks_by_cosine(store: G
 
 
 def test_genes_are_found_by_symbol_or_id_in_any_case(store: GeneStore) -> None:
-    store.upsert_genes(
-        MODEL, gene_table("mouse", _vectors(3), ["22059", "22060", "1"], ["Trp53", "Trp53bp1", None])
-    )
+    store.upsert_genes(MODEL, gene_table("mouse", _vectors(3), ["22059", "22060", "1"], ["Trp53", "Trp53bp1", None]))
     assert [g.gene_id for g in store.find_genes(MODEL, "mouse", "TRP53")] == ["22059"]
     assert [g.gene_symbol for g in store.find_genes(MODEL, "mouse", "22060")] == ["Trp53bp1"]
     assert store.find_genes(MODEL, "human", "TRP53") == []

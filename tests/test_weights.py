@@ -40,9 +40,7 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path: Path, content: bytes
         load_model(None, bad, "cpu")
 
 
-def test_no_weights_and_no_network_names_the_weights_option(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_weights_and_no_network_names_the_weights_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
     # These machines have no internet; elsewhere, an unreachable host gives the same failure.
