@@ -1,13 +1,44 @@
-"""Request and response models of the HTTP API (published in its OpenAPI document)."""
+"""Request and response models of the HTTP API (published in its OpenAPI document).
+
+Limits are part of the contract: `ApiLimits` bounds every request, and the request models are
+built from it so the OpenAPI document shows the bounds the server enforces. Mapping rows are
+built from the `schemas.tables.MAPPING` table spec, so the API and the Parquet files never drift.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-MAX_K = 100
-MAX_SEQUENCE_LENGTH = 5000
-MAX_SEQUENCES = 32
-MAX_PAGE = 1000
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from schemas.atlas import _NAME
+from schemas.tables import MAPPING
+
+#: Species and model names are path-safe names (they become directory and file names).
+NAME_PATTERN = _NAME.pattern
+
+#: Letters ESM-2 has tokens for (20 standard + X B U Z O: every letter but J), either case, with an
+#: optional trailing stop codon. The embedder checks residues again; this makes the rule visible in
+#: OpenAPI and turns a bad sequence into a 422 before any model is loaded.
+SEQUENCE_PATTERN = r"^[A-IK-Za-ik-z]+\*?$"
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """Bounds on one request: big enough for real use, small enough that no request hogs the server."""
+
+    max_k: int = 100
+    max_sequence_length: int = 5000
+    max_sequences: int = 32
+    max_targets: int = 100
+    max_page: int = 1000
+    #: Request bodies above this are refused (413) before being read; 32 x 5000 residues is ~170 kB.
+    max_body_bytes: int = 1 << 20
+
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
 
 
 class HitModel(BaseModel):
@@ -15,9 +46,9 @@ class HitModel(BaseModel):
     gene_id: str
     gene_symbol: str | None
     score: float = Field(description="cosine similarity of the gene vectors")
-    rank: int
-    is_rbh: bool = Field(description="reciprocal best hit")
-    margin: float | None = Field(description="score minus the next hit's score")
+    rank: int = Field(description="1 = best hit in this species")
+    is_rbh: bool = Field(description="reciprocal best hit: the target's best hit back is the query gene")
+    margin: float | None = Field(description="score minus the next hit's score (small = ambiguous call)")
 
 
 class GeneModel(BaseModel):
@@ -29,19 +60,37 @@ class GeneModel(BaseModel):
 class HomologsResponse(BaseModel):
     query: GeneModel
     model: str
-    hits: list[HitModel]
+    hits: list[HitModel] = Field(description="top k per target species, ordered by species then rank")
 
 
 class SequenceIn(BaseModel):
+    """One query sequence (bounds per server: see `sequence_query_model`)."""
+
     id: str = Field(min_length=1, max_length=200)
-    sequence: str = Field(min_length=1, max_length=MAX_SEQUENCE_LENGTH)
+    sequence: str = Field(min_length=1, pattern=SEQUENCE_PATTERN)
 
 
 class SequenceQuery(BaseModel):
-    sequences: list[SequenceIn] = Field(min_length=1, max_length=MAX_SEQUENCES)
-    to: list[str] = Field(min_length=1, max_length=50)
-    k: int = Field(default=10, ge=1, le=MAX_K)
-    model: str | None = None
+    sequences: list[SequenceIn] = Field(min_length=1)
+    to: list[Name] = Field(min_length=1, description="target species")
+    k: int = Field(default=10, ge=1)
+    model: Name | None = Field(default=None, description="default: the only model in the store")
+
+
+def sequence_query_model(limits: ApiLimits) -> type[SequenceQuery]:
+    """The request body of `POST /homologs/sequence` with this server's bounds."""
+    sequence_in = create_model(
+        "SequenceIn",
+        __base__=SequenceIn,
+        sequence=(str, Field(min_length=1, max_length=limits.max_sequence_length, pattern=SEQUENCE_PATTERN)),
+    )
+    return create_model(
+        "SequenceQuery",
+        __base__=SequenceQuery,
+        sequences=(list[sequence_in], Field(min_length=1, max_length=limits.max_sequences)),  # type: ignore[valid-type]
+        to=(list[Name], Field(min_length=1, max_length=limits.max_targets, description="target species")),
+        k=(int, Field(default=10, ge=1, le=limits.max_k)),
+    )
 
 
 class SequenceHits(BaseModel):
@@ -51,42 +100,60 @@ class SequenceHits(BaseModel):
 
 class SequenceResponse(BaseModel):
     model: str
-    results: list[SequenceHits]
+    results: list[SequenceHits] = Field(description="one entry per query sequence, in request order")
 
 
-class SpeciesModel(BaseModel):
+class SpeciesCount(BaseModel):
     species: str
     model: str
     genes: int
 
 
+class SpeciesResponse(BaseModel):
+    species: list[SpeciesCount]
+
+
 class HealthResponse(BaseModel):
-    status: str
+    status: str = Field(
+        description="'ok', or 'unavailable' (with status code 503) when the store does not answer"
+    )
     store: str
     models: list[str]
+    detail: str | None = None
 
 
-class MappingRow(BaseModel):
-    gene_id_a: str
-    gene_symbol_a: str | None
-    gene_id_b: str
-    gene_symbol_b: str | None
-    score: float | None
-    rank_ab: int | None
-    rank_ba: int | None
-    is_rbh: bool | None
-    relation: str | None
-    group_id: int | None
+def _python_type(arrow_type: pa.DataType) -> type:
+    if pa.types.is_boolean(arrow_type):
+        return bool
+    if pa.types.is_integer(arrow_type):
+        return int
+    if pa.types.is_floating(arrow_type):
+        return float
+    return str
+
+
+def _mapping_row_model() -> type[BaseModel]:
+    """One MAPPING row; required non-null columns are required, everything else may be null."""
+    required = {f.name for f in MAPPING.required if not f.nullable}
+    fields: dict[str, Any] = {}
+    for column in MAPPING.schema():
+        kind = _python_type(column.type)
+        fields[column.name] = (kind, ...) if column.name in required else (kind | None, None)
+    return create_model("MappingRow", __config__=ConfigDict(extra="ignore"), **fields)
+
+
+MappingRow = _mapping_row_model()
 
 
 class MappingPage(BaseModel):
     species_a: str
     species_b: str
     model: str
-    total: int
+    total: int = Field(description="rows matching the filters")
     offset: int
     limit: int
-    rows: list[MappingRow]
+    next_offset: int | None = Field(description="offset of the next page, null on the last page")
+    rows: list[MappingRow]  # type: ignore[valid-type]
 
 
 class ErrorResponse(BaseModel):
