@@ -1,0 +1,150 @@
+"""`orthovec serve` as a process (answers, clear startup errors) and the docker-compose deployment."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from lookup.store import open_store
+from schemas.atlas import Atlas
+from tests.genes import gene_table
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "esm2_t6_8M_UR50D"
+SERVE = [sys.executable, "-m", "orthovec.cli", "serve"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def atlas(tmp_path: Path) -> Path:
+    root = tmp_path / "atlas"
+    store = open_store(Atlas(root))
+    vectors = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
+    store.upsert_genes(MODEL, gene_table("human", vectors, [f"H{i}" for i in range(10)]))
+    store.upsert_genes(MODEL, gene_table("mouse", vectors, [f"M{i}" for i in range(10)]))
+    store.close()
+    return root
+
+
+def _wait_for_health(server: subprocess.Popen, port: int) -> httpx.Response:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"server did not answer: {server.communicate(timeout=10)}")
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SERVE, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_serve_answers_and_a_second_server_on_the_same_atlas_gets_the_lock_error(atlas: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "ORTHOVEC_TEST_KEY": "k3y"}
+    command = [*SERVE, "--atlas", str(atlas), "--port", str(port), "--api-key-env", "ORTHOVEC_TEST_KEY"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert _wait_for_health(server, port).json()["models"] == [MODEL]
+        url = f"http://127.0.0.1:{port}/homologs"
+        params = {"gene": "H3", "from": "human", "to": "mouse"}
+        assert httpx.get(url, params=params).status_code == 401
+        hits = httpx.get(url, params=params, headers={"X-API-Key": "k3y"}).json()["hits"]
+        assert hits[0]["gene_id"] == "M3"
+
+        second = _serve("--atlas", str(atlas), "--port", str(_free_port()))
+        assert second.returncode == 2
+        assert "open in another orthovec process" in second.stderr and "Traceback" not in second.stderr
+        busy = _serve("--atlas", str(atlas), "--port", str(port))
+        assert busy.returncode == 2 and "choose another --port" in busy.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert server.returncode is not None
+
+
+def test_serve_refuses_an_empty_atlas_and_an_unset_key_variable(tmp_path: Path, atlas: Path) -> None:
+    empty = _serve("--atlas", str(tmp_path / "nothing"), "--port", str(_free_port()))
+    assert (
+        empty.returncode == 2 and "holds no gene vectors" in empty.stderr and "orthovec index" in empty.stderr
+    )
+    env_name = "ORTHOVEC_TEST_UNSET_KEY"
+    assert env_name not in os.environ
+    unset = _serve("--atlas", str(atlas), "--api-key-env", env_name)
+    assert unset.returncode == 2 and env_name in unset.stderr
+
+
+# --- docker-compose.yml -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_a_pinned_qdrant_with_a_volume_and_a_healthcheck(compose: dict) -> None:
+    qdrant = compose["services"]["qdrant"]
+    assert re.fullmatch(r"qdrant/qdrant:v1\.\d+\.\d+", qdrant["image"])  # pinned, never :latest
+    assert {"test", "interval", "retries"} <= set(qdrant["healthcheck"])
+    volume = qdrant["volumes"][0].split(":")
+    assert volume[1] == "/qdrant/storage" and volume[0] in compose["volumes"]
+
+
+def test_compose_serves_the_api_from_qdrant(compose: dict) -> None:
+    api = compose["services"]["orthovec"]
+    assert api["build"] == "."
+    assert api["depends_on"]["qdrant"]["condition"] == "service_healthy"
+    command = " ".join(api["command"])
+    assert (
+        command.startswith("serve")
+        and "--host 0.0.0.0" in command
+        and "--qdrant-url http://qdrant:6333" in command
+    )
+    assert "healthcheck" in api and "/health" in " ".join(api["healthcheck"]["test"])
+    assert "profiles" not in api  # the API starts with a plain `docker compose up`
+
+
+def test_compose_has_an_optional_gpu_indexer(compose: dict) -> None:
+    indexer = compose["services"]["indexer"]
+    assert indexer["profiles"] == ["gpu"]
+    assert indexer["command"][0] == "index" and "http://qdrant:6333" in indexer["command"]
+    device = indexer["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+
+
+def test_the_image_installs_cpu_torch_then_the_project() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
+    torch = dockerfile.index("pip install --no-cache-dir torch==2.13.0 --index-url ${TORCH_INDEX}")
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in dockerfile
+    assert torch < dockerfile.index("pip install --no-cache-dir .")
+    assert "atlas" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_compose_config_validates_with_docker_compose() -> None:
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("no `docker compose` on this machine; the YAML is checked by the tests above")
+    result = subprocess.run(
+        [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "--profile", "gpu", "config", "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
