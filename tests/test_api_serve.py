@@ -9,18 +9,26 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import yaml
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
+from lookup import serve
+from lookup.api import EmbedderUnavailable, create_app
 from lookup.store import open_store
+from orthovec.cli import main
 from schemas.atlas import Atlas
+from schemas.errors import UserError
 from tests.genes import gene_table
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "orthovec" / "examples"
 MODEL = "esm2_t6_8M_UR50D"
 SERVE = [sys.executable, "-m", "orthovec.cli", "serve"]
 
@@ -89,6 +97,82 @@ def test_serve_refuses_an_empty_atlas_and_an_unset_key_variable(tmp_path: Path, 
     assert env_name not in os.environ
     unset = _serve("--atlas", str(atlas), "--api-key-env", env_name)
     assert unset.returncode == 2 and env_name in unset.stderr
+
+
+# --- sequence queries with the real embedder (--weights) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Path:
+    atlas = tmp_path_factory.mktemp("demo") / "atlas"
+    result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
+    assert result.exit_code == 0, result.output
+    return atlas
+
+
+def test_sequence_queries_embed_with_the_atlas_weights(demo_atlas: Path, tiny_weights: Path) -> None:
+    """What `serve --weights` wires up: a frog protein's own sequence finds that frog gene first."""
+    import gzip
+
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    with gzip.open(EXAMPLES / "xenopus_tropicalis_demo.fasta.gz", "rt") as handle:
+        header, sequence = next(SimpleFastaParser(handle))
+    atlas = Atlas(demo_atlas)
+    store = open_store(atlas)
+    try:
+        embedder = serve.lazy_sequence_embedder(atlas, tiny_weights, "cpu")
+        client = TestClient(create_app(store, atlas, sequence_embedder=embedder))
+        body = {"sequences": [{"id": "frog", "sequence": sequence}], "to": ["xenopus_tropicalis"], "k": 3}
+        response = client.post("/homologs/sequence", json=body)
+    finally:
+        store.close()
+    assert response.status_code == 200, response.text
+    top = response.json()["results"][0]["hits"][0]
+    assert top["gene_symbol"] == header.split("GN=")[1].split()[0] and top["score"] == pytest.approx(
+        1.0, abs=1e-4
+    )
+
+
+def test_weights_other_than_the_atlas_answer_503(demo_atlas: Path, tmp_path: Path) -> None:
+    from indexer.weights import write_random_checkpoint
+
+    other = write_random_checkpoint(tmp_path / "other.pt", "tiny", seed=1)  # same shape, other weights
+    atlas = Atlas(demo_atlas)
+    store = open_store(atlas)
+    try:
+        client = TestClient(
+            create_app(store, atlas, sequence_embedder=serve.lazy_sequence_embedder(atlas, other, "cpu"))
+        )
+        body = {"sequences": [{"id": "q", "sequence": "MKV"}], "to": ["human"]}
+        response = client.post("/homologs/sequence", json=body)
+    finally:
+        store.close()
+    assert response.status_code == 503 and "would not be comparable" in response.json()["detail"]
+
+
+def test_the_embedder_loads_once_under_concurrent_first_requests(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    loads: list[str] = []
+
+    def slow_loader(atlas: Atlas, model: str, weights: Path, device: str):  # type: ignore[no-untyped-def]
+        loads.append(model)
+        time.sleep(0.1)
+        return lambda sequences: np.zeros((len(sequences), 4), dtype=np.float32)
+
+    monkeypatch.setattr(serve, "embedder_for_atlas", slow_loader)
+    embed = serve.lazy_sequence_embedder(Atlas(tmp_path), tmp_path / "w.pt", "cpu")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        shapes = list(pool.map(lambda n: embed(["MKV"] * n, MODEL).shape, [1, 2, 3, 4]))
+    assert loads == [MODEL] and shapes == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+    def broken_loader(atlas: Atlas, model: str, weights: Path, device: str):  # type: ignore[no-untyped-def]
+        raise UserError("cannot read w.pt")
+
+    monkeypatch.setattr(serve, "embedder_for_atlas", broken_loader)
+    with pytest.raises(EmbedderUnavailable, match="cannot read w"):
+        serve.lazy_sequence_embedder(Atlas(tmp_path), tmp_path / "w.pt", "cpu")(["MKV"], MODEL)
 
 
 # --- docker-compose.yml -----------------------------------------------------------------------
