@@ -13,11 +13,11 @@ from typing import Annotated, Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from schemas.atlas import _NAME
+from schemas.atlas import NAME
 from schemas.tables import MAPPING
 
 #: Species and model names are path-safe names (they become directory and file names).
-NAME_PATTERN = _NAME.pattern
+NAME_PATTERN = NAME.pattern
 
 #: Letters ESM-2 has tokens for (20 standard + X B U Z O: every letter but J), either case, with an
 #: optional trailing stop codon. The embedder checks residues again; this makes the rule visible in

@@ -16,12 +16,12 @@ from schemas.errors import UserError
 DEFAULT_ATLAS = Path("orthovec-atlas")
 ATLAS_ENV = "ORTHOVEC_ATLAS"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def check_name(kind: str, value: str) -> str:
     """Species and model names become directory and file names, so keep them path-safe."""
-    if not _NAME.fullmatch(value or ""):
+    if not NAME.fullmatch(value or ""):
         raise UserError(
             f"Invalid {kind} name {value!r}: use letters, digits, '_', '-' or '.', starting with a "
             f"letter or digit (for example 'homo_sapiens')."
