@@ -72,7 +72,7 @@ def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> 
     scores = evaluate(read_table(Path(summary.path), MAPPING), truth)
     out.print(
         f"   one-to-one pairs agreeing with DIOPT (7/7 tools): {scores.n_correct} of {scores.n_reference} "
-        f"(precision {scores.precision:.2f}; random weights give little, pretrained ESM-2 far more)"
+        f"(precision {scores.precision:.2f})"
     )
     out.print("[bold]3. query[/bold] homologs of human genes in the frog")
     store = open_store(atlas_dir)
