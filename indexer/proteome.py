@@ -7,7 +7,6 @@ proteins table or counted, with examples, under a reason in the `ReadReport`.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
 import zlib
@@ -22,6 +21,7 @@ import pyarrow as pa
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from schemas.errors import UserError
+from schemas.files import open_text
 from schemas.tables import PROTEINS
 
 #: Residue letters ESM-2 has tokens for (20 standard + X B U Z O), from fair-esm's own alphabet.
@@ -157,7 +157,7 @@ def _ncbi(header: str) -> HeaderGene:
 def read_gene_map(path: Path) -> dict[str, tuple[str, str | None]]:
     """protein_id → (gene_id, symbol) from a TSV; accepts an optional header line and # comments."""
     mapping: dict[str, tuple[str, str | None]] = {}
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\n\r")
             if not line.strip() or line.startswith("#"):
@@ -223,21 +223,10 @@ class ReadReport:
         }
 
 
-def _open_text(path: Path):  # type: ignore[no-untyped-def]
-    """Text handle for plain or gzip files, detected by magic bytes rather than the extension."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found.")
-    with open(path, "rb") as raw:
-        magic = raw.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
-
-
 def _records(path: Path) -> Iterator[tuple[int, str, str]]:
     """(record number, header, raw sequence); a file that is not FASTA fails on its first line."""
     try:
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             first = ""
             for line in handle:
                 if line.strip():

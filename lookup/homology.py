@@ -16,7 +16,6 @@ Strategies (`--strategy`), as compared in the cross-species pLM literature:
 
 from __future__ import annotations
 
-import gzip
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import pyarrow as pa
 
 from lookup.homology_graph import groups, relations
 from schemas.errors import UserError
+from schemas.files import open_text
 from schemas.tables import MAPPING, read_table
 
 Strategy = Literal["all", "one2one", "hc-greedy", "fused"]
@@ -88,11 +88,7 @@ def detect_biomart(columns: list[str], source: str) -> BiomartLayout:
 
 
 def _read_delimited(path: Path) -> pl.DataFrame:
-    if not Path(path).is_file():
-        raise UserError(f"{path}: file not found.")
-    with open(path, "rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-    with gzip.open(path, "rt") if gzipped else open(path) as handle:
+    with open_text(path) as handle:
         first = handle.readline()
     separator = "\t" if first.count("\t") > first.count(",") else ","
     try:
