@@ -45,9 +45,7 @@ def build_atlas(root: Path, genes: int, dim: int, rng: np.random.Generator) -> N
     for species in ("human", "mouse"):
         vectors = rng.normal(size=(genes, dim)).astype(np.float32)
         ids = [f"{species}{i}" for i in range(genes)]
-        store.upsert_genes(
-            MODEL, genes_table(species, ids, vectors, gene_symbols=[f"G{i}" for i in range(genes)])
-        )
+        store.upsert_genes(MODEL, genes_table(species, ids, vectors, gene_symbols=[f"G{i}" for i in range(genes)]))
     store.optimize(MODEL)
     store.close()
 
@@ -73,9 +71,7 @@ def http_run(base: str, genes: list[str], clients: int) -> tuple[list[float], fl
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=base, timeout=30)
         start = time.perf_counter()
-        response = local.client.get(
-            "/homologs", params={"gene": gene, "from": "human", "to": "mouse", "k": 10}
-        )
+        response = local.client.get("/homologs", params={"gene": gene, "from": "human", "to": "mouse", "k": 10})
         elapsed = time.perf_counter() - start
         response.raise_for_status()
         return elapsed
@@ -87,9 +83,7 @@ def http_run(base: str, genes: list[str], clients: int) -> tuple[list[float], fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--genes", type=int, default=20_000, help="genes per species")
     parser.add_argument("--dim", type=int, default=320)
     parser.add_argument("--requests", type=int, default=2000)

@@ -44,9 +44,7 @@ from schemas.tables import MAPPING, RELATIONS, read_table
 #: sequences, model -> (len(sequences), dim) vectors comparable with the store's gene vectors.
 SequenceEmbedder = Callable[[list[str], str], np.ndarray]
 
-API_KEY_HEADER = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="required when the server has a key"
-)
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="required when the server has a key")
 ERROR = {"model": api.ErrorResponse}
 NO_WEIGHTS = (
     "This server embeds no sequences: restart it with `orthovec serve --weights PATH` (the ESM-2 "
@@ -211,9 +209,7 @@ def create_app(
             with lock:
                 models = store.models()
         except Exception as error:  # any engine failure means "not ready", which is what a probe asks
-            body = api.HealthResponse(
-                status="unavailable", store=describe(store), models=[], detail=str(error)
-            )
+            body = api.HealthResponse(status="unavailable", store=describe(store), models=[], detail=str(error))
             return JSONResponse(status_code=503, content=body.model_dump())
         return api.HealthResponse(status="ok", store=describe(store), models=models)
 
@@ -309,19 +305,13 @@ def create_app(
     ) -> api.MappingPage:
         """A page of the mapping table species_a → species_b (written by `orthovec map`), filtered."""
         if atlas is None:
-            raise UserError(
-                "This server has no atlas directory, so no mapping tables (start it with --atlas)."
-            )
+            raise UserError("This server has no atlas directory, so no mapping tables (start it with --atlas).")
         with lock:
             chosen = use_model(model)
         path = atlas.mapping(chosen, species_a, species_b)
         if not path.is_file():
             reverse = atlas.mapping(chosen, species_b, species_a)
-            hint = (
-                f" The reverse table exists: GET /mappings/{species_b}/{species_a}."
-                if reverse.is_file()
-                else ""
-            )
+            hint = f" The reverse table exists: GET /mappings/{species_b}/{species_a}." if reverse.is_file() else ""
             raise UserError(
                 f"No {chosen} mapping table {species_a} → {species_b} ({path}). Make it with "
                 f"`orthovec map {species_a} {species_b} --model {chosen}`.{hint}"

@@ -65,9 +65,7 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise UserError(
-                f"Cannot listen on {host}:{port} ({error.strerror}); choose another --port."
-            ) from error
+            raise UserError(f"Cannot listen on {host}:{port} ({error.strerror}); choose another --port.") from error
 
 
 @click.command("serve")
@@ -130,13 +128,10 @@ def serve_command(
     store = open_for_serving(atlas, qdrant_url, qdrant_api_key)
     try:
         embedder = lazy_sequence_embedder(atlas, weights, device) if weights else None
-        app = create_app(
-            store, atlas, sequence_embedder=embedder, api_key=api_key, cors_origins=list(cors_origins)
-        )
+        app = create_app(store, atlas, sequence_embedder=embedder, api_key=api_key, cors_origins=list(cors_origins))
         sequences = "on" if embedder else "off (no --weights)"
         click.echo(
-            f"orthovec API on http://{host}:{port} ({describe(store)}); docs at /docs; "
-            f"sequence queries {sequences}",
+            f"orthovec API on http://{host}:{port} ({describe(store)}); docs at /docs; sequence queries {sequences}",
             err=True,
         )
         uvicorn.run(app, host=host, port=port, log_level="warning")

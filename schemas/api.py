@@ -114,9 +114,7 @@ class SpeciesResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str = Field(
-        description="'ok', or 'unavailable' (with status code 503) when the store does not answer"
-    )
+    status: str = Field(description="'ok', or 'unavailable' (with status code 503) when the store does not answer")
     store: str
     models: list[str]
     detail: str | None = None

@@ -150,9 +150,7 @@ def test_homologs_go_to_every_other_species_unless_to_repeats(client: TestClient
         ("mouse", 1),
         ("mouse", 2),
     ]
-    repeated = client.get(
-        "/homologs", params=[("gene", "H7"), ("from", "human"), ("to", "mouse"), ("to", "frog")]
-    )
+    repeated = client.get("/homologs", params=[("gene", "H7"), ("from", "human"), ("to", "mouse"), ("to", "frog")])
     assert {h["species"] for h in repeated.json()["hits"]} == {"mouse", "frog"}
     assert [h["gene_id"] for h in default if h["rank"] == 1] == ["F7", "M7"]
 
@@ -162,9 +160,7 @@ def test_homologs_of_sequences_answer_per_sequence_in_order(client: TestClient) 
         {"id": "a", "sequence": _sequence_of(5)},
         {"id": "b", "sequence": _sequence_of(9).lower() + "*"},
     ]
-    response = client.post(
-        "/homologs/sequence", json={"sequences": sequences, "to": ["mouse", "frog"], "k": 2}
-    )
+    response = client.post("/homologs/sequence", json={"sequences": sequences, "to": ["mouse", "frog"], "k": 2})
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["id"] for r in results] == ["a", "b"]
@@ -179,9 +175,7 @@ def test_mapping_pages_filter_by_relation_and_score_and_add_up(client: TestClien
     assert full["rows"][0]["score"] is None  # NaN in the file is null in JSON
     pages, offset = [], 0
     while offset is not None:
-        page = client.get(
-            "/mappings/human/mouse", params={"relation": "one2one", "limit": 3, "offset": offset}
-        )
+        page = client.get("/mappings/human/mouse", params={"relation": "one2one", "limit": 3, "offset": offset})
         body = page.json()
         assert body["total"] == 8 and len(body["rows"]) <= 3
         pages += body["rows"]
@@ -220,9 +214,7 @@ def test_both_engines_give_the_same_answers(tmp_path: Path) -> None:
     for engine in ("edge", "memory"):
         store, atlas = _open(tmp_path, engine)
         client = TestClient(create_app(store, atlas, sequence_embedder=_fake_embedder))
-        genes = [
-            client.get("/homologs", params={"gene": f"GENE{i}", "from": "human"}).json() for i in range(10)
-        ]
+        genes = [client.get("/homologs", params={"gene": f"GENE{i}", "from": "human"}).json() for i in range(10)]
         answers.append((genes, client.get("/species").json(), client.get("/mappings/human/mouse").json()))
         store.close()
     (edge_genes, *edge_rest), (memory_genes, *memory_rest) = answers
@@ -231,9 +223,7 @@ def test_both_engines_give_the_same_answers(tmp_path: Path) -> None:
         assert edge["query"] == memory["query"]
         key = [(h["species"], h["gene_id"], h["rank"], h["is_rbh"]) for h in edge["hits"]]
         assert key == [(h["species"], h["gene_id"], h["rank"], h["is_rbh"]) for h in memory["hits"]]
-        assert [h["score"] for h in edge["hits"]] == pytest.approx(
-            [h["score"] for h in memory["hits"]], abs=1e-5
-        )
+        assert [h["score"] for h in edge["hits"]] == pytest.approx([h["score"] for h in memory["hits"]], abs=1e-5)
 
 
 # --- status codes and limits ----------------------------------------------------------------
@@ -359,9 +349,7 @@ def test_weights_that_fail_to_load_are_a_503(served: tuple[FastAPI, GeneStore, A
     def broken(sequences: list[str], model: str) -> np.ndarray:
         raise EmbedderUnavailable("Cannot embed sequences with w.pt: checksum differs from the atlas.")
 
-    response = TestClient(create_app(store, atlas, sequence_embedder=broken)).post(
-        SEQUENCE, json=_body(["MKV"])
-    )
+    response = TestClient(create_app(store, atlas, sequence_embedder=broken)).post(SEQUENCE, json=_body(["MKV"]))
     assert response.status_code == 503 and "checksum" in response.json()["detail"]
 
 
@@ -392,9 +380,7 @@ def test_cors_is_off_unless_an_origin_is_allowed(served: tuple[FastAPI, GeneStor
     closed = TestClient(create_app(store, atlas)).get("/health", headers=origin)
     opened = TestClient(create_app(store, atlas, cors_origins=["https://example.org"]))
     assert "access-control-allow-origin" not in closed.headers
-    assert (
-        opened.get("/health", headers=origin).headers["access-control-allow-origin"] == "https://example.org"
-    )
+    assert opened.get("/health", headers=origin).headers["access-control-allow-origin"] == "https://example.org"
     other = opened.get("/health", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
     preflight = opened.options(
@@ -422,9 +408,7 @@ def test_health_is_503_when_the_store_does_not_answer(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def fuzzed_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.BaseSchema]:
     store, atlas = _open(tmp_path_factory.mktemp("fuzz"), "edge")
-    yield schemathesis.openapi.from_asgi(
-        "/openapi.json", create_app(store, atlas, sequence_embedder=_fake_embedder)
-    )
+    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(store, atlas, sequence_embedder=_fake_embedder))
     store.close()
 
 
@@ -495,9 +479,7 @@ def test_eight_parallel_clients_get_the_same_answers_as_serial_queries(
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}"
-    requests = [("homologs", f"GENE{i % N_GENES}") for i in range(240)] + [
-        ("mappings", str(i % 30)) for i in range(60)
-    ]
+    requests = [("homologs", f"GENE{i % N_GENES}") for i in range(240)] + [("mappings", str(i % 30)) for i in range(60)]
 
     def ask(client: httpx.Client, kind: str, value: str) -> tuple[int, dict]:
         if kind == "homologs":

@@ -90,9 +90,7 @@ def test_serve_answers_and_a_second_server_on_the_same_atlas_gets_the_lock_error
 
 def test_serve_refuses_an_empty_atlas_and_an_unset_key_variable(tmp_path: Path, atlas: Path) -> None:
     empty = _serve("--atlas", str(tmp_path / "nothing"), "--port", str(_free_port()))
-    assert (
-        empty.returncode == 2 and "holds no gene vectors" in empty.stderr and "orthovec index" in empty.stderr
-    )
+    assert empty.returncode == 2 and "holds no gene vectors" in empty.stderr and "orthovec index" in empty.stderr
     env_name = "ORTHOVEC_TEST_UNSET_KEY"
     assert env_name not in os.environ
     unset = _serve("--atlas", str(atlas), "--api-key-env", env_name)
@@ -129,9 +127,7 @@ def test_sequence_queries_embed_with_the_atlas_weights(demo_atlas: Path, tiny_we
         store.close()
     assert response.status_code == 200, response.text
     top = response.json()["results"][0]["hits"][0]
-    assert top["gene_symbol"] == header.split("GN=")[1].split()[0] and top["score"] == pytest.approx(
-        1.0, abs=1e-4
-    )
+    assert top["gene_symbol"] == header.split("GN=")[1].split()[0] and top["score"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_weights_other_than_the_atlas_answer_503(demo_atlas: Path, tmp_path: Path) -> None:
@@ -196,11 +192,7 @@ def test_compose_serves_the_api_from_qdrant(compose: dict) -> None:
     assert api["build"] == "."
     assert api["depends_on"]["qdrant"]["condition"] == "service_healthy"
     command = " ".join(api["command"])
-    assert (
-        command.startswith("serve")
-        and "--host 0.0.0.0" in command
-        and "--qdrant-url http://qdrant:6333" in command
-    )
+    assert command.startswith("serve") and "--host 0.0.0.0" in command and "--qdrant-url http://qdrant:6333" in command
     assert "healthcheck" in api and "/health" in " ".join(api["healthcheck"]["test"])
     assert "profiles" not in api  # the API starts with a plain `docker compose up`
 
