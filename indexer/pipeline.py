@@ -13,6 +13,8 @@ in bucket i; any run that finds every chunk present assembles the species.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import time
@@ -97,6 +99,17 @@ class Chunk:
     digest: str
     seq_hashes: tuple[str, ...]
     residues: int
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the last chunk back to the OS.
+
+    glibc keeps freed blocks of the many differently shaped batch tensors; without trimming, peak
+    RSS grew with the proteome (2.35 GB for all human proteins with the tiny model, 1.02 GB for
+    2,000). Trimming once per chunk costs nothing measurable; other C libraries are left alone.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def plan_chunks(pending: dict[str, str], chunk_residues: int) -> list[Chunk]:
@@ -236,6 +249,7 @@ def index_proteome(
         chunk_sequences = [pending[h] for h in chunk.seq_hashes]
         vectors = encoder.embed(chunk_sequences, progress=advance)
         cache.write(chunk, [len(s) for s in chunk_sequences], vectors, provenance)
+        release_freed_memory()
         result.n_embedded_sequences += len(chunk_sequences)
         result.n_residues_embedded += chunk.residues
     result.embed_seconds = time.perf_counter() - started
