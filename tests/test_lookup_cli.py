@@ -121,37 +121,8 @@ def test_load_pushes_the_atlas_to_a_qdrant_client_store_without_duplicates(demo_
         result = runner.invoke(main, ["load", "--atlas", str(demo_atlas), "--qdrant-url", url])
         assert result.exit_code == 0, result.output
     assert "human (esm2_t2_d64_custom): 150 genes loaded, 0 stale removed" in result.output
-    hits = runner.invoke(
-        main,
-        [
-            "query",
-            "ETF1",
-            "--from",
-            "human",
-            "--to",
-            "xenopus_tropicalis",
-            "--format",
-            "json",
-            "--qdrant-url",
-            url,
-            "--atlas",
-            str(demo_atlas),
-        ],
-    )
-    embedded = runner.invoke(
-        main,
-        [
-            "query",
-            "ETF1",
-            "--from",
-            "human",
-            "--to",
-            "xenopus_tropicalis",
-            "--format",
-            "json",
-            "--atlas",
-            str(demo_atlas),
-        ],
-    )
+    query = ["query", "ETF1", "--from", "human", "--to", "xenopus_tropicalis", "--format", "json"]
+    hits = runner.invoke(main, [*query, "--qdrant-url", url, "--atlas", str(demo_atlas)])
+    embedded = runner.invoke(main, [*query, "--atlas", str(demo_atlas)])
     server_ids = [h["gene_id"] for h in json.loads(hits.output)]
     assert server_ids == [h["gene_id"] for h in json.loads(embedded.output)]  # same code path, same answer
