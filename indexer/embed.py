@@ -1,0 +1,213 @@
+"""Protein embeddings: mean-pooled residue representations of one ESM-2 layer.
+
+The forward pass is fair-esm's `ESM2.forward` arithmetic up to the chosen layer (embed_scale,
+token-dropout rescaling by (1 - 0.15 * 0.8), zeroed padding, pre-LayerNorm blocks with rotary
+attention, `emb_layer_norm_after` on the last layer), on the model's own parameters, with what
+embeddings do not need left out: no LM head, no layers past the chosen one, no (tokens, batch, dim)
+transposes, no head-averaged attention weights; see indexer/attention.py for the attention itself.
+tests/test_embed.py checks per-protein cosine >= 0.9999 against fair-esm's own forward pass.
+
+Pooling is a weighted sum over token positions: each batch row carries weights that are zero on
+BOS/EOS/padding, so truncation and windows share one code path.
+
+Long sequences (more than `window` residues; ESM-2 was trained on crops of 1022 residues + BOS/EOS):
+- "truncate": the first 1022 residues, exactly as fair-esm's extract.py `--truncation_seq_length 1022`.
+- "window" (default): the fewest windows of `window` residues that overlap by at least `overlap`,
+  spread evenly from the first residue to the last. Every residue's representation is averaged over
+  the windows that cover it, and the protein vector is the mean over all residues of those averages:
+  each residue counts once, whatever the overlap. Chosen over "mean of window vectors" so that a
+  residue in an overlap does not weigh twice, and over truncation so that C-terminal domains count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from indexer.attention import FusedSelfAttention, rotary_tables
+from indexer.model import LoadedModel
+from schemas.errors import UserError
+
+LongSeqs = Literal["window", "truncate"]
+Progress = Callable[[int, int], None]
+#: ESM-2 was trained on crops of 1024 tokens: 1022 residues plus BOS and EOS.
+MAX_RESIDUES = 1022
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One batch row: residues [start, stop) of protein number `protein`, with pooling weights."""
+
+    protein: int
+    start: int
+    stop: int
+    weights: np.ndarray  # (stop - start,) summing, over all of a protein's pieces, to 1
+    completes: bool  # the protein's last piece (for progress counting)
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+def plan_pieces(lengths: Sequence[int], long_seqs: LongSeqs, window: int, overlap: int) -> list[Piece]:
+    """The rows to embed for proteins of these lengths, in protein order."""
+    pieces: list[Piece] = []
+    for protein, length in enumerate(lengths):
+        if length <= window or long_seqs == "truncate":
+            kept = min(length, window)
+            pieces.append(Piece(protein, 0, kept, np.full(kept, 1.0 / kept), True))
+            continue
+        n_windows = math.ceil((length - overlap) / (window - overlap))
+        starts = np.linspace(0, length - window, n_windows).round().astype(int)
+        coverage = np.zeros(length)
+        for start in starts:
+            coverage[start : start + window] += 1
+        for i, start in enumerate(starts):
+            weights = 1.0 / (coverage[start : start + window] * length)
+            pieces.append(Piece(protein, int(start), int(start) + window, weights, i == len(starts) - 1))
+    return pieces
+
+
+def plan_batches(lengths: Sequence[int], toks_per_batch: int) -> list[list[int]]:
+    """Indices grouped into length-sorted batches of at most `toks_per_batch` padded tokens.
+
+    A batch's size is rows × (longest + 2), BOS and EOS included; a row longer than the budget
+    goes alone. Ties keep input order, so the plan is a function of the lengths only.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        if current and (lengths[index] + 2) * (len(current) + 1) > toks_per_batch:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Encoder:
+    """Embeds protein sequences with one ESM-2 layer, mean-pooled over residues."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        layer: int | None = None,
+        toks_per_batch: int = 4096,
+        long_seqs: LongSeqs = "window",
+        window: int = MAX_RESIDUES,
+        overlap: int = 256,
+        use_sdpa: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """`dtype` None: bf16 autocast on CUDA, float32 elsewhere."""
+        self.layer = loaded.num_layers if layer is None else layer
+        if not 0 <= self.layer <= loaded.num_layers:
+            raise UserError(f"--layer {self.layer}: {loaded.name} has layers 0..{loaded.num_layers}.")
+        if long_seqs not in ("window", "truncate"):
+            raise UserError(f"--long-seqs {long_seqs!r}: choose window or truncate.")
+        if not 0 < window <= MAX_RESIDUES or not 0 <= overlap < window:
+            raise UserError(
+                f"window {window} / overlap {overlap}: need 0 <= overlap < window <= {MAX_RESIDUES}."
+            )
+        if toks_per_batch < 3:
+            raise UserError(f"--toks-per-batch {toks_per_batch}: must be at least 3.")
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = loaded.device
+        self.dim = loaded.embed_dim
+        self.toks_per_batch = toks_per_batch
+        self.long_seqs: LongSeqs = long_seqs
+        self.window = window
+        self.overlap = overlap
+        self.use_sdpa = use_sdpa
+        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        with torch.no_grad():
+            used = self.model.layers[: self.layer]
+            self._attention = [FusedSelfAttention(block.self_attn) for block in used]
+        self._inv_freq = self.model.layers[0].self_attn.rot_emb.inv_freq if self.model.layers else None
+        self._rotary: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # Residue letter -> token index, for every byte (unknown letters -> <unk>, as the alphabet does).
+        alphabet = loaded.alphabet
+        self._token_of_byte = np.full(256, alphabet.unk_idx, dtype=np.int64)
+        for token, index in alphabet.tok_to_idx.items():
+            if len(token) == 1:
+                self._token_of_byte[ord(token)] = index
+
+    def embed(self, sequences: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """(n, dim) float32 vectors in input order; `progress(proteins, residues)` after each batch."""
+        pieces = plan_pieces([len(s) for s in sequences], self.long_seqs, self.window, self.overlap)
+        pooled = torch.zeros(len(sequences), self.dim, dtype=torch.float64)
+        with torch.inference_mode():
+            for batch in plan_batches([p.length for p in pieces], self.toks_per_batch):
+                rows = [pieces[i] for i in batch]
+                vectors = self._embed_rows([sequences[p.protein][p.start : p.stop] for p in rows], rows)
+                pooled.index_add_(0, torch.tensor([p.protein for p in rows]), vectors.double().cpu())
+                if progress is not None:
+                    progress(sum(p.completes for p in rows), sum(p.length for p in rows))
+        return pooled.float().numpy()
+
+    def _tokens(self, residues: list[str]) -> torch.Tensor:
+        """BOS + residues + EOS, padded: (batch, longest + 2), as alphabet.get_batch_converter()."""
+        alphabet = self.loaded.alphabet
+        tokens = np.full((len(residues), max(map(len, residues)) + 2), alphabet.padding_idx, dtype=np.int64)
+        tokens[:, 0] = alphabet.cls_idx
+        for row, sequence in enumerate(residues):
+            letters = np.frombuffer(sequence.encode(), np.uint8)
+            tokens[row, 1 : len(sequence) + 1] = self._token_of_byte[letters]
+            tokens[row, len(sequence) + 1] = alphabet.eos_idx
+        return torch.from_numpy(tokens)
+
+    def _embed_rows(self, residues: list[str], rows: list[Piece]) -> torch.Tensor:
+        """(rows, dim) weighted sums of the chosen layer's token representations."""
+        tokens = self._tokens(residues)
+        weights = torch.zeros(tokens.shape, dtype=torch.float32)
+        for row, piece in enumerate(rows):
+            weights[row, 1 : piece.length + 1] = torch.from_numpy(piece.weights)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.dtype)
+            if self.dtype != torch.float32
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            hidden = self.forward(tokens.to(self.device))  # (batch, tokens, dim)
+        return torch.einsum("bt,btd->bd", weights.to(self.device), hidden.float())
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(batch, tokens) token indices -> (batch, tokens, dim) representations of `self.layer`."""
+        model = self.model
+        padding = tokens.eq(model.padding_idx)  # (batch, tokens)
+        x = model.embed_scale * model.embed_tokens(tokens)  # (batch, tokens, dim)
+        if model.token_dropout:
+            # Trained with 15% × 80% of tokens masked to zero, so fair-esm rescales by the observed ratio.
+            masked = tokens.eq(model.mask_idx)
+            x = x.masked_fill(masked.unsqueeze(-1), 0.0)
+            observed = masked.sum(-1).to(x.dtype) / (~padding).sum(-1)
+            x = x * (1 - 0.15 * 0.8) / (1 - observed)[:, None, None]
+        x = x * (~padding).unsqueeze(-1).to(x.dtype)
+        # Boolean mask, True = may attend; None when nothing is padded (lets SDPA pick flash kernels).
+        attend = (~padding)[:, None, None, :] if padding.any() else None
+        cos, sin = self._rotary_tables(tokens.shape[1])
+        for block, attention in zip(model.layers, self._attention, strict=False):
+            x = x + attention(block.self_attn_layer_norm(x), attend, cos, sin, self.use_sdpa)
+            # F.gelu (erf form) is fair-esm's gelu in one fused kernel instead of five elementwise ops.
+            x = x + block.fc2(F.gelu(block.fc1(block.final_layer_norm(x))))
+        if self.layer == model.num_layers:
+            x = model.emb_layer_norm_after(x)
+        return x
+
+    def _rotary_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._inv_freq is None:
+            return torch.empty(0), torch.empty(0)
+        if length not in self._rotary:
+            self._rotary[length] = rotary_tables(self._inv_freq, length)
+        return self._rotary[length]
