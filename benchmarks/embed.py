@@ -1,15 +1,19 @@
-"""Embedding throughput: orthovec's encoder vs fair-esm's own batched extraction, one run.
+"""Embedding throughput: orthovec's Encoder vs fair-esm's own batched extraction, in one run.
 
-    python benchmarks/embed.py --arch 8M --n 500 [--device cpu|cuda] [--repeats 2] [--peak-tflops 989]
+    python benchmarks/embed.py --arch 8M --n 500 [--device cpu|cuda] [--toks-per-batch 4096]
+                               [--repeats 2] [--no-sdpa] [--peak-tflops 989]
 
-Baseline = fair-esm's extraction procedure (scripts/extract.py): `FastaBatchedDataset`
-batches from `get_batch_indices(4096, extra_toks_per_seq=1)`, the alphabet's batch converter
-truncating at 1022 residues, fp32, `model(tokens, repr_layers=[last])`, mean over residues.
-orthovec = `indexer.encoder.Encoder` in truncate mode (the comparable setting) with the same
-model and sequences: SDPA attention, fused QKV, no LM head; bf16 autocast on CUDA. Weights are
-random (speed does not depend on their values). Sides alternate and the best of `--repeats` is
-kept, because this machine is shared. Prints residues/s, proteins/s, peak memory, the speedup and
-the worst per-protein cosine between the two outputs.
+Sequences: the first N proteins of ../shared/data/proteomes/human_sprot2014.fasta.gz in file order
+(Swiss-Prot 2014_01 human, sorted by accession; not a sample). Weights: a random checkpoint of the
+real architecture written once to benchmarks/out/<model>.pt (speed does not depend on weight values).
+
+Baseline = fair-esm's scripts/extract.py procedure: `FastaBatchedDataset(...).get_batch_indices(4096,
+extra_toks_per_seq=1)`, the alphabet's batch converter with truncation_seq_length=1022, fp32,
+`model(tokens, repr_layers=[last])`, mean over residues 1..L. orthovec = `indexer.embed.Encoder` in
+truncate mode (the comparable setting) on the same model and sequences; bf16 autocast on CUDA.
+Each side runs in its own fresh process (so peak memory is its own), the sides alternate, and the
+best of --repeats is kept because this machine is shared. Prints residues/s, proteins/s, seconds,
+peak memory, the speedup and the worst per-protein cosine between the two outputs.
 """
 
 from __future__ import annotations
@@ -26,15 +30,16 @@ import numpy as np
 import torch
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-from indexer.encoder import Encoder
-from indexer.weights import ARCH_ALIASES, load_model, write_random_checkpoint
+from indexer.embed import MAX_RESIDUES, Encoder
+from indexer.model import LoadedModel, architecture_name, load_model
+from indexer.random_weights import ARCHITECTURES, write_random_checkpoint
 
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "proteomes" / "human_sprot2014.fasta.gz"
 OUT = Path(__file__).resolve().parent / "out"
 
 
 def human_proteins(n: int) -> list[tuple[str, str]]:
-    """The first n human Swiss-Prot proteins (file order, i.e. by accession)."""
+    """The first n human Swiss-Prot proteins (file order), as (accession label, sequence)."""
     records = []
     with gzip.open(HUMAN, "rt") as handle:
         for header, sequence in SimpleFastaParser(handle):
@@ -44,18 +49,18 @@ def human_proteins(n: int) -> list[tuple[str, str]]:
     return records
 
 
-def fair_esm_extract(loaded, records: list[tuple[str, str]], toks_per_batch: int = 4096) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """fair-esm's scripts/extract.py loop, fp32, returning mean representations in input order."""
+def fair_esm_extract(loaded: LoadedModel, records: list[tuple[str, str]]) -> np.ndarray:
+    """fair-esm's scripts/extract.py loop (fp32, 4096 tokens a batch): mean representations, input order."""
     import esm
 
     model, alphabet = loaded.model, loaded.alphabet
     dataset = esm.data.FastaBatchedDataset([r[0] for r in records], [r[1] for r in records])
-    batches = dataset.get_batch_indices(toks_per_batch, extra_toks_per_seq=1)
+    batches = dataset.get_batch_indices(4096, extra_toks_per_seq=1)
     loader = torch.utils.data.DataLoader(
         dataset, collate_fn=alphabet.get_batch_converter(truncation_seq_length=1022), batch_sampler=batches
     )
     layer = loaded.num_layers
-    order = {label: i for i, (label, _) in enumerate(records)}
+    row_of = {label: i for i, (label, _) in enumerate(records)}
     out = np.zeros((len(records), loaded.embed_dim), dtype=np.float32)
     with torch.no_grad():
         for labels, strs, tokens in loader:
@@ -63,7 +68,7 @@ def fair_esm_extract(loaded, records: list[tuple[str, str]], toks_per_batch: int
             hidden = result["representations"][layer]
             for i, label in enumerate(labels):
                 length = min(1022, len(strs[i]))
-                out[order[label]] = hidden[i, 1 : length + 1].mean(0).float().cpu().numpy()
+                out[row_of[label]] = hidden[i, 1 : length + 1].mean(0).float().cpu().numpy()
     return out
 
 
@@ -73,51 +78,62 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed(fn, device: torch.device) -> tuple[float, np.ndarray]:  # type: ignore[no-untyped-def]
-    if device.type == "cuda":
+def run_side(side: str, weights: Path, options: dict) -> tuple[float, np.ndarray, float]:
+    """One timed side in this (fresh) process: seconds, embeddings, peak memory in MB."""
+    loaded = load_model(None, weights, options["device"])
+    records = human_proteins(options["n"])
+    sequences = [s for _, s in records]
+    if side == "fair-esm":
+        run = lambda: fair_esm_extract(loaded, records)  # noqa: E731
+        fair_esm_extract(loaded, records[:8])  # warm-up outside the timing, as for orthovec
+    else:
+        encoder = Encoder(
+            loaded, long_seqs="truncate", toks_per_batch=options["toks_per_batch"], use_sdpa=options["sdpa"]
+        )
+        run = lambda: encoder.embed(sequences)  # noqa: E731
+        encoder.embed(sequences[:8])
+    if loaded.device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    result = fn()
-    if device.type == "cuda":
+    vectors = run()
+    if loaded.device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, vectors, peak_memory_mb(loaded.device)
 
 
-def run_side(
-    side: str, name: str, weights: Path, device: str, n: int, toks_per_batch: int
-) -> tuple[float, np.ndarray, float]:
-    """One timed side in a fresh process, so its peak memory is its own."""
-    loaded = load_model(name, weights, device)
-    records = human_proteins(n)
-    if side == "fair-esm":
-        fair_esm_extract(loaded, records[:8])  # warm-up outside the timing, as for orthovec
-        seconds, out = timed(lambda: fair_esm_extract(loaded, records), loaded.device)
-    else:
-        encoder = Encoder(loaded, long_seqs="truncate", toks_per_batch=toks_per_batch)
-        encoder.embed([s for _, s in records[:8]])
-        seconds, out = timed(lambda: encoder.embed([s for _, s in records]), loaded.device)
-    return seconds, out, peak_memory_mb(loaded.device)
+def model_flops(weights: Path, sequences: list[str]) -> float:
+    """2 × layer parameters per token, plus attention's 4 × tokens² × dim per layer (BOS/EOS counted)."""
+    loaded = load_model(None, weights, "cpu")
+    params = sum(p.numel() for p in loaded.model.layers.parameters())
+    tokens = [min(len(s), MAX_RESIDUES) + 2 for s in sequences]
+    attention = sum(4 * t * t * loaded.embed_dim * loaded.num_layers for t in tokens)
+    return 2 * params * sum(tokens) + attention
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="8M", choices=[a for a in ARCH_ALIASES if a != "tiny"])
-    parser.add_argument("--n", type=int, default=500)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--arch", default="8M", choices=[a for a in ARCHITECTURES if a != "tiny"])
+    parser.add_argument("--n", type=int, default=500, help="first N human proteins")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--toks-per-batch", type=int, default=4096, help="orthovec's budget (baseline: 4096)")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--peak-tflops", type=float, help="card's dense bf16 peak, for the share of peak")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs per side; best is kept")
+    parser.add_argument("--no-sdpa", action="store_true", help="orthovec with explicit softmax attention")
+    parser.add_argument("--peak-tflops", type=float, help="the card's dense bf16 peak, for the share of peak")
     args = parser.parse_args()
     if not HUMAN.is_file():
         sys.exit(f"needs {HUMAN}")
 
-    name, _ = ARCH_ALIASES[args.arch]
+    layers, dim, _ = ARCHITECTURES[args.arch]
+    name = architecture_name(layers, dim)
     weights = OUT / f"{name}.pt"
     if not weights.is_file():
         write_random_checkpoint(weights, args.arch)
-    records = human_proteins(args.n)
-    residues = sum(min(len(s), 1022) for _, s in records)
+    sequences = [s for _, s in human_proteins(args.n)]
+    residues = sum(min(len(s), MAX_RESIDUES) for s in sequences)
+    options = {"device": args.device, "n": args.n, "toks_per_batch": args.toks_per_batch}
+    options["sdpa"] = not args.no_sdpa
     context = multiprocessing.get_context("spawn")
     best = {"fair-esm": float("inf"), "orthovec": float("inf")}
     memory: dict[str, float] = {}
@@ -125,32 +141,35 @@ def main() -> None:
     for _ in range(args.repeats):
         for side in ("fair-esm", "orthovec"):
             with context.Pool(1) as pool:
-                seconds, outputs[side], memory[side] = pool.apply(
-                    run_side, (side, name, weights, args.device, args.n, args.toks_per_batch)
-                )
+                seconds, outputs[side], memory[side] = pool.apply(run_side, (side, weights, options))
             best[side] = min(best[side], seconds)
     a, b = outputs["fair-esm"], outputs["orthovec"]
     worst = float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
 
-    loaded = load_model(name, weights, "cpu")
-    params = sum(p.numel() for p in loaded.model.layers.parameters())
+    attention = "explicit softmax" if args.no_sdpa else "SDPA"
     print(
-        f"{name} on {args.device} ({torch.get_num_threads()} threads), {len(records)} human proteins, "
-        f"{residues:,} residues"
+        f"{name} on {args.device} ({torch.get_num_threads()} threads), first {len(sequences)} human "
+        f"proteins, {residues:,} residues (truncated at 1022); orthovec: {attention}, "
+        f"{args.toks_per_batch} toks/batch, {'bf16 autocast' if args.device == 'cuda' else 'fp32'}; "
+        f"best of {args.repeats}"
     )
-    print(f"{'side':>9} {'seconds':>8} {'residues/s':>11} {'proteins/s':>10} {'peak MB':>8}")
+    memory_label = "peak MB" if args.device == "cpu" else "CUDA MB"
+    print(f"| side | seconds | residues/s | proteins/s | {memory_label} |")
+    print("|---|---:|---:|---:|---:|")
     for side in ("fair-esm", "orthovec"):
+        seconds = best[side]
         print(
-            f"{side:>9} {best[side]:>8.2f} {residues / best[side]:>11,.0f} {len(records) / best[side]:>10.1f} "
-            f"{memory[side]:>8.0f}"
+            f"| {side} | {seconds:.2f} | {residues / seconds:,.0f} | {len(sequences) / seconds:.1f} "
+            f"| {memory[side]:,.0f} |"
         )
     print(f"speedup {best['fair-esm'] / best['orthovec']:.2f}x; worst per-protein cosine {worst:.6f}")
     if args.peak_tflops:
-        tflops = 2 * params * residues / best["orthovec"] / 1e12  # attention FLOPs left out: a lower bound
+        tflops = model_flops(weights, sequences) / best["orthovec"] / 1e12
         print(
-            f"orthovec: {tflops:.1f} TFLOP/s = {tflops / args.peak_tflops:.1%} of the {args.peak_tflops} TFLOP/s peak"
+            f"orthovec: {tflops:.1f} TFLOP/s = {tflops / args.peak_tflops:.1%} of the {args.peak_tflops:g} "
+            "TFLOP/s bf16 peak (FLOPs = 2 x layer params x tokens + attention)"
         )
-    print("peak MB: max RSS of each side's own process (CPU) or max CUDA memory allocated.")
+    print(f"{memory_label}: max RSS of each side's own process (CPU) or max CUDA memory allocated.")
 
 
 if __name__ == "__main__":
