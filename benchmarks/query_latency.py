@@ -1,7 +1,7 @@
 """Query latency and recall of the embedded store, against brute force measured in the same run.
 
-    python benchmarks/lookup.py [--species 1 10] [--genes 20000] [--dim 320] [--queries 300]
-                                [--human-genes ATLAS/species/human/genes/MODEL.parquet]
+    python benchmarks/query_latency.py [--species 1 10] [--genes 20000] [--dim 320] [--queries 300]
+                                       [--human-genes ATLAS/species/human/genes/MODEL.parquet]
 
 Each species holds `--genes` random vectors (random vectors are fine for latency and recall:
 Qdrant's cost does not depend on the values); with `--human-genes`, the first species is a real

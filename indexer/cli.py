@@ -13,9 +13,10 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
+from indexer.model import ESM2_ARCHITECTURES
 from indexer.pipeline import CHUNK_RESIDUES, IndexConfig, ProgressFactory, index_proteome
 from indexer.pool import POOLINGS
-from indexer.weights import ESM2_ARCHITECTURES, random_weights_command
+from indexer.random_weights import random_weights_command
 from orthovec.options import atlas_option, console
 from schemas.atlas import Atlas
 from schemas.errors import UserError

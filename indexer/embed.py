@@ -115,9 +115,7 @@ class Encoder:
         if long_seqs not in ("window", "truncate"):
             raise UserError(f"--long-seqs {long_seqs!r}: choose window or truncate.")
         if not 0 < window <= MAX_RESIDUES or not 0 <= overlap < window:
-            raise UserError(
-                f"window {window} / overlap {overlap}: need 0 <= overlap < window <= {MAX_RESIDUES}."
-            )
+            raise UserError(f"window {window} / overlap {overlap}: need 0 <= overlap < window <= {MAX_RESIDUES}.")
         if toks_per_batch < 3:
             raise UserError(f"--toks-per-batch {toks_per_batch}: must be at least 3.")
         self.loaded = loaded

@@ -26,10 +26,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indexer.encoder import Encoder, LongSeqs
+from indexer.embed import Encoder, LongSeqs
+from indexer.model import load_model
 from indexer.pool import Pooling, pool_genes
 from indexer.proteome import ReadReport, Unresolved, read_proteome
-from indexer.weights import load_model
 from orthovec import __version__
 from schemas.atlas import Atlas, check_name
 from schemas.errors import UserError
@@ -213,7 +213,7 @@ def index_proteome(
     loaded = load_model(requested, config.weights, config.device)
     model = loaded.name
     encoder = Encoder(loaded, layer=config.layer, toks_per_batch=config.toks_per_batch, long_seqs=config.long_seqs)
-    precision = "bf16" if str(loaded.device).startswith("cuda") else "fp32"
+    precision = encoder.precision
     cache_key = f"{model}-L{encoder.layer}-{config.long_seqs}-{precision}-w{loaded.weights_sha256[:12]}"
     cache = EmbeddingCache(atlas.embedding_cache(cache_key))
     provenance: dict[str, object] = {

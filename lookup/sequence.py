@@ -30,9 +30,9 @@ def atlas_embedding_settings(atlas: Atlas, model: str) -> dict[str, object]:
 
 def embedder_for_atlas(atlas: Atlas, model: str, weights: Path | None, device: str = "auto") -> SequenceEmbedder:
     """A function sequences → (n, dim) vectors, with the atlas's model, weights, layer and windows."""
-    from indexer.encoder import Encoder
+    from indexer.embed import Encoder
+    from indexer.model import load_model
     from indexer.proteome import clean_sequence
-    from indexer.weights import load_model
 
     settings = atlas_embedding_settings(atlas, model)
     loaded = load_model(model, weights, device)

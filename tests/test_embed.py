@@ -11,6 +11,7 @@ import torch
 from indexer.embed import Encoder, plan_batches, plan_pieces
 from indexer.model import LoadedModel, load_model
 from indexer.random_weights import write_random_checkpoint
+from schemas.errors import UserError
 from tests.conftest import human_sequences
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
@@ -18,9 +19,7 @@ AMINO = "ACDEFGHIKLMNPQRSTVWY"
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return load_model(
-        None, write_random_checkpoint(tmp_path_factory.mktemp("weights"), "tiny", seed=1), "cpu"
-    )
+    return load_model(None, write_random_checkpoint(tmp_path_factory.mktemp("weights"), "tiny", seed=1), "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +86,7 @@ def test_an_intermediate_layer_equals_fair_esm(tiny: LoadedModel, layer: int) ->
 
 def test_window_mode_is_the_residue_weighted_mean_over_overlapping_windows(tiny: LoadedModel) -> None:
     rng = random.Random(5)  # a C-terminal half of another composition, which truncation would miss
-    sequence = "".join(rng.choice(AMINO) for _ in range(1200)) + "".join(
-        rng.choice("WCPG") for _ in range(1300)
-    )
+    sequence = "".join(rng.choice(AMINO) for _ in range(1200)) + "".join(rng.choice("WCPG") for _ in range(1300))
     ours = Encoder(tiny, long_seqs="window").embed([sequence])[0]
 
     # By hand with fair-esm: windows of 1022 residues overlapping by >= 256, spread from the first residue
@@ -138,3 +135,18 @@ def test_batches_are_length_sorted_within_the_padded_token_budget() -> None:
     assert flat == sorted(flat)
     assert all(len(b) == 1 or len(b) * (max(lengths[i] for i in b) + 2) <= 1024 for b in batches)
     assert batches == plan_batches(lengths, toks_per_batch=1024)
+
+
+@pytest.mark.parametrize("layer", [-1, 3])
+def test_a_layer_outside_the_model_is_a_user_error(tiny: LoadedModel, layer: int) -> None:
+    with pytest.raises(UserError, match=r"--layer .*has layers 0\.\.2"):
+        Encoder(tiny, layer=layer)
+
+
+def test_bf16_autocast_stays_close_to_fp32(esm2_8m: LoadedModel) -> None:
+    """The CUDA path's precision, checked on the CPU: bf16 autocast may round, not change the answer."""
+    sequences = _real_or_synthetic(12)
+    fp32 = Encoder(esm2_8m, long_seqs="truncate").embed(sequences)
+    bf16 = Encoder(esm2_8m, long_seqs="truncate", dtype=torch.bfloat16)
+    assert bf16.precision == "bf16"
+    assert _cosines(fp32, bf16.embed(sequences)).min() >= 0.99

@@ -75,7 +75,7 @@ def test_unknown_model_name_lists_the_valid_ones() -> None:
     assert all(name in str(error.value) for name in ESM2_ARCHITECTURES)
 
 
-@pytest.mark.parametrize("content", [b"not a checkpoint at all", b""])
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", b"", b"\x80\x04K\x01."])
 def test_corrupt_file_is_named(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "esm2_t6_8M_UR50D.pt"
     path.write_bytes(content)
