@@ -1,7 +1,7 @@
 """Embedding throughput: orthovec's Encoder vs fair-esm's own batched extraction, in one run.
 
     python benchmarks/embed.py --arch 8M --n 500 [--device cpu|cuda] [--toks-per-batch 4096]
-                               [--repeats 2] [--no-sdpa] [--peak-tflops 989]
+                               [--repeats 2] [--no-sdpa] [--precision auto|fp32|bf16] [--peak-tflops 989]
 
 Sequences: the first N proteins of ../shared/data/proteomes/human_sprot2014.fasta.gz in file order
 (Swiss-Prot 2014_01 human, sorted by accession; not a sample). Weights: a random checkpoint of the
@@ -10,7 +10,8 @@ real architecture written once to benchmarks/out/<model>.pt (speed does not depe
 Baseline = fair-esm's scripts/extract.py procedure: `FastaBatchedDataset(...).get_batch_indices(4096,
 extra_toks_per_seq=1)`, the alphabet's batch converter with truncation_seq_length=1022, fp32,
 `model(tokens, repr_layers=[last])`, mean over residues 1..L. orthovec = `indexer.embed.Encoder` in
-truncate mode (the comparable setting) on the same model and sequences; bf16 autocast on CUDA.
+truncate mode (the comparable setting) on the same model and sequences; bf16 autocast on CUDA
+(`--precision` overrides: fp32 on CUDA, or bf16 on a CPU with native bf16 instructions).
 Each side runs in its own fresh process (so peak memory is its own), the sides alternate, and the
 best of --repeats is kept because this machine is shared. Prints residues/s, proteins/s, seconds,
 peak memory, the speedup and the worst per-protein cosine between the two outputs.
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-from indexer.embed import MAX_RESIDUES, Encoder
+from indexer.embed import MAX_RESIDUES, PRECISIONS, Encoder
 from indexer.model import LoadedModel, architecture_name, load_model
 from indexer.random_weights import ARCHITECTURES, write_random_checkpoint
 
@@ -88,7 +89,11 @@ def run_side(side: str, weights: Path, options: dict) -> tuple[float, np.ndarray
         fair_esm_extract(loaded, records[:8])  # warm-up outside the timing, as for orthovec
     else:
         encoder = Encoder(
-            loaded, long_seqs="truncate", toks_per_batch=options["toks_per_batch"], use_sdpa=options["sdpa"]
+            loaded,
+            long_seqs="truncate",
+            toks_per_batch=options["toks_per_batch"],
+            use_sdpa=options["sdpa"],
+            precision=options["precision"],
         )
         run = lambda: encoder.embed(sequences)  # noqa: E731
         encoder.embed(sequences[:8])
@@ -120,6 +125,7 @@ def main() -> None:
     parser.add_argument("--toks-per-batch", type=int, default=4096, help="orthovec's budget (baseline: 4096)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per side; best is kept")
     parser.add_argument("--no-sdpa", action="store_true", help="orthovec with explicit softmax attention")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="orthovec's (baseline: fp32)")
     parser.add_argument("--peak-tflops", type=float, help="the card's dense bf16 peak, for the share of peak")
     args = parser.parse_args()
     if not HUMAN.is_file():
@@ -134,6 +140,8 @@ def main() -> None:
     residues = sum(min(len(s), MAX_RESIDUES) for s in sequences)
     options = {"device": args.device, "n": args.n, "toks_per_batch": args.toks_per_batch}
     options["sdpa"] = not args.no_sdpa
+    options["precision"] = args.precision
+    precision = args.precision if args.precision != "auto" else ("bf16" if args.device == "cuda" else "fp32")
     context = multiprocessing.get_context("spawn")
     best = {"fair-esm": float("inf"), "orthovec": float("inf")}
     memory: dict[str, float] = {}
@@ -150,7 +158,7 @@ def main() -> None:
     print(
         f"{name} on {args.device} ({torch.get_num_threads()} threads), first {len(sequences)} human "
         f"proteins, {residues:,} residues (truncated at 1022); orthovec: {attention}, "
-        f"{args.toks_per_batch} toks/batch, {'bf16 autocast' if args.device == 'cuda' else 'fp32'}; "
+        f"{args.toks_per_batch} toks/batch, {precision}; "
         f"best of {args.repeats}"
     )
     memory_label = "peak MB" if args.device == "cpu" else "CUDA MB"

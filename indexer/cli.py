@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
+from indexer.embed import PRECISIONS
 from indexer.model import ESM2_ARCHITECTURES
 from indexer.pipeline import CHUNK_RESIDUES, IndexConfig, ProgressFactory, index_proteome
 from indexer.pool import POOLINGS
@@ -91,6 +92,13 @@ def _progress_factory(log_console: Console) -> tuple[Progress, ProgressFactory]:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--toks-per-batch", type=click.IntRange(min=64), default=4096, show_default=True)
 @click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 autocast on CUDA, fp32 on CPU. bf16 on a CPU with AVX512-BF16/AMX is faster, not exact.",
+)
+@click.option(
     "--long-seqs",
     type=click.Choice(["window", "truncate"]),
     default="window",
@@ -130,6 +138,7 @@ def index_command(
     atlas: Atlas,
     device: str,
     toks_per_batch: int,
+    precision: str,
     long_seqs: str,
     layer: int | None,
     shard: tuple[int, int] | None,
@@ -154,6 +163,7 @@ def index_command(
         pooling=pooling,  # type: ignore[arg-type]
         device=device,
         toks_per_batch=toks_per_batch,
+        precision=precision,  # type: ignore[arg-type]
         long_seqs=long_seqs,  # type: ignore[arg-type]
         layer=layer,
         shard=shard,

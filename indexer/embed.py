@@ -36,6 +36,10 @@ from indexer.model import LoadedModel
 from schemas.errors import UserError
 
 LongSeqs = Literal["window", "truncate"]
+#: "auto": bf16 autocast on CUDA, fp32 elsewhere. bf16 autocast also runs on CPUs, where it pays off
+#: only with native bf16 instructions (AVX512-BF16, AMX); pooling always sums in float64.
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
 Progress = Callable[[int, int], None]
 #: ESM-2 was trained on crops of 1024 tokens: 1022 residues plus BOS and EOS.
 MAX_RESIDUES = 1022
@@ -106,9 +110,8 @@ class Encoder:
         window: int = MAX_RESIDUES,
         overlap: int = 256,
         use_sdpa: bool = True,
-        dtype: torch.dtype | None = None,
+        precision: Precision = "auto",
     ) -> None:
-        """`dtype` None: bf16 autocast on CUDA, float32 elsewhere."""
         self.layer = loaded.num_layers if layer is None else layer
         if not 0 <= self.layer <= loaded.num_layers:
             raise UserError(f"--layer {self.layer}: {loaded.name} has layers 0..{loaded.num_layers}.")
@@ -116,6 +119,8 @@ class Encoder:
             raise UserError(f"--long-seqs {long_seqs!r}: choose window or truncate.")
         if not 0 < window <= MAX_RESIDUES or not 0 <= overlap < window:
             raise UserError(f"window {window} / overlap {overlap}: need 0 <= overlap < window <= {MAX_RESIDUES}.")
+        if precision not in PRECISIONS:
+            raise UserError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}.")
         if toks_per_batch < 3:
             raise UserError(f"--toks-per-batch {toks_per_batch}: must be at least 3.")
         self.loaded = loaded
@@ -127,13 +132,21 @@ class Encoder:
         self.window = window
         self.overlap = overlap
         self.use_sdpa = use_sdpa
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
-        self.precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.precision: Precision = precision
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        # On CUDA, host tensors are pinned and copied without blocking, and pooled vectors stay on the
+        # GPU until the end, so tokenising the next batch overlaps the current one's kernels instead
+        # of waiting for them (a per-batch .cpu() would synchronise every batch).
+        self._non_blocking = self.device.type == "cuda"
         with torch.no_grad():
             used = self.model.layers[: self.layer]
             self._attention = [FusedSelfAttention(block.self_attn) for block in used]
-        self._inv_freq = self.model.layers[0].self_attn.rot_emb.inv_freq if self.model.layers else None
-        self._rotary: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # One cos/sin table for the longest batch, sliced per batch: a table per batch length grew
+        # with the proteome's length diversity (up to 1,024 tables; 67 MB at head_dim 16).
+        inv_freq = self.model.layers[0].self_attn.rot_emb.inv_freq if self.model.layers else None
+        self._rotary = rotary_tables(inv_freq, window + 2) if inv_freq is not None else None
         # Residue letter -> token index, for every byte (unknown letters -> <unk>, as the alphabet does).
         alphabet = loaded.alphabet
         self._token_of_byte = np.full(256, alphabet.unk_idx, dtype=np.int64)
@@ -144,15 +157,20 @@ class Encoder:
     def embed(self, sequences: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """(n, dim) float32 vectors in input order; `progress(proteins, residues)` after each batch."""
         pieces = plan_pieces([len(s) for s in sequences], self.long_seqs, self.window, self.overlap)
-        pooled = torch.zeros(len(sequences), self.dim, dtype=torch.float64)
+        pooled = torch.zeros(len(sequences), self.dim, dtype=torch.float64, device=self.device)
         with torch.inference_mode():
             for batch in plan_batches([p.length for p in pieces], self.toks_per_batch):
                 rows = [pieces[i] for i in batch]
                 vectors = self._embed_rows([sequences[p.protein][p.start : p.stop] for p in rows], rows)
-                pooled.index_add_(0, torch.tensor([p.protein for p in rows]), vectors.double().cpu())
+                pooled.index_add_(0, self._to_device(torch.tensor([p.protein for p in rows])), vectors.double())
                 if progress is not None:
                     progress(sum(p.completes for p in rows), sum(p.length for p in rows))
-        return pooled.float().numpy()
+        return pooled.float().cpu().numpy()
+
+    def _to_device(self, host: torch.Tensor) -> torch.Tensor:
+        if not self._non_blocking:
+            return host.to(self.device)
+        return host.pin_memory().to(self.device, non_blocking=True)
 
     def _tokens(self, residues: list[str]) -> torch.Tensor:
         """BOS + residues + EOS, padded: (batch, longest + 2), as alphabet.get_batch_converter()."""
@@ -177,8 +195,8 @@ class Encoder:
             else contextlib.nullcontext()
         )
         with autocast:
-            hidden = self.forward(tokens.to(self.device))  # (batch, tokens, dim)
-        return torch.einsum("bt,btd->bd", weights.to(self.device), hidden.float())
+            hidden = self.forward(self._to_device(tokens))  # (batch, tokens, dim)
+        return torch.einsum("bt,btd->bd", self._to_device(weights), hidden.float())
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """(batch, tokens) token indices -> (batch, tokens, dim) representations of `self.layer`."""
@@ -204,8 +222,8 @@ class Encoder:
         return x
 
     def _rotary_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._inv_freq is None:
+        """cos and sin for positions 0..length-1 (rows of a position do not depend on the length)."""
+        if self._rotary is None:
             return torch.empty(0), torch.empty(0)
-        if length not in self._rotary:
-            self._rotary[length] = rotary_tables(self._inv_freq, length)
-        return self._rotary[length]
+        cos, sin = self._rotary
+        return cos[:length], sin[:length]

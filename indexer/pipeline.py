@@ -13,8 +13,6 @@ in bucket i; any run that finds every chunk present assembles the species.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import json
 import time
@@ -26,14 +24,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indexer.embed import Encoder, LongSeqs
+from indexer.embed import Encoder, LongSeqs, Precision
+from indexer.memory import DEFAULT_SLACK_BYTES, MemoryReleaser
 from indexer.model import load_model
 from indexer.pool import Pooling, pool_genes
 from indexer.proteome import ReadReport, Unresolved, read_proteome
 from orthovec import __version__
 from schemas.atlas import Atlas, check_name
 from schemas.errors import UserError
-from schemas.tables import GENES, PROTEIN_EMBEDDINGS, PROTEINS, read_table, write_table
+from schemas.tables import GENES, PROTEIN_EMBEDDINGS, PROTEINS, read_table, vectors_column, write_table
 
 #: Residues per cache chunk: small enough that a kill loses little work (seconds on a GPU, a
 #: minute or two for 8M on a CPU), large enough that the cache stays a few hundred files.
@@ -55,12 +54,14 @@ class IndexConfig:
     device: str = "auto"
     toks_per_batch: int = 4096
     long_seqs: LongSeqs = "window"
+    precision: Precision = "auto"
     layer: int | None = None
     shard: tuple[int, int] | None = None
     gene_map: Path | None = None
     unresolved: Unresolved = "report"
     qdrant_url: str | None = None
     chunk_residues: int = CHUNK_RESIDUES
+    memory_slack_bytes: int = DEFAULT_SLACK_BYTES  # RSS growth after which freed memory is trimmed
 
     def __post_init__(self) -> None:
         check_name("species", self.species)
@@ -99,17 +100,6 @@ class Chunk:
     digest: str
     seq_hashes: tuple[str, ...]
     residues: int
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by the last chunk back to the OS.
-
-    glibc keeps freed blocks of the many differently shaped batch tensors; without trimming, peak
-    RSS grew with the proteome (2.35 GB for all human proteins with the tiny model, 1.02 GB for
-    2,000). Trimming once per chunk costs nothing measurable; other C libraries are left alone.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def plan_chunks(pending: dict[str, str], chunk_residues: int) -> list[Chunk]:
@@ -166,20 +156,32 @@ class EmbeddingCache:
         )
         write_table(table, self.chunk_path(chunk), PROTEIN_EMBEDDINGS, provenance)
 
-    def lookup(self, wanted: set[str]) -> dict[str, np.ndarray]:
-        """Vectors for the wanted hashes, read chunk by chunk so memory follows what is wanted."""
-        found: dict[str, np.ndarray] = {}
+    def lookup(self, wanted: list[str]) -> np.ndarray:
+        """(len(wanted), dim) float32 matrix, row i the vector of `wanted[i]`.
+
+        Filled chunk by chunk into one preallocated matrix: memory is the output plus one chunk.
+        """
+        row_of = {seq_hash: row for row, seq_hash in enumerate(wanted)}
+        matrix: np.ndarray | None = None
+        found = np.zeros(len(wanted), dtype=bool)
         for path in sorted(self.directory.glob("chunk-*.parquet")):
-            table = read_table(path, PROTEIN_EMBEDDINGS)
-            hashes = table.column("seq_hash").to_pylist()
-            keep = [i for i, h in enumerate(hashes) if h in wanted and h not in found]
-            if not keep:
+            hashes = pq.read_table(path, columns=["seq_hash"]).column("seq_hash").to_pylist()
+            pairs = [(i, row_of[h]) for i, h in enumerate(hashes) if h in row_of and not found[row_of[h]]]
+            if not pairs:
                 continue
-            column = table.column("embedding").combine_chunks()
-            matrix = column.values.to_numpy().reshape(-1, column.type.list_size)
-            for i in keep:
-                found[hashes[i]] = matrix[i].copy()
-        return found
+            column = read_table(path, PROTEIN_EMBEDDINGS).column("embedding").combine_chunks()
+            vectors = column.values.to_numpy().reshape(-1, column.type.list_size)
+            if matrix is None:
+                matrix = np.empty((len(wanted), vectors.shape[1]), dtype=np.float32)
+            source, target = (np.array(side) for side in zip(*pairs, strict=True))
+            matrix[target] = vectors[source]
+            found[target] = True
+        if matrix is None or not found.all():
+            raise UserError(
+                f"{self.directory}: {int((~found).sum())} embedded sequences are missing from the cache "
+                "(was it changed while indexing?); run the same `orthovec index` command again to embed them."
+            )
+        return matrix
 
 
 ProgressFactory = Callable[[int, int], Callable[[int, int], None]]
@@ -212,7 +214,13 @@ def index_proteome(
     requested = config.model or (None if config.weights else DEFAULT_MODEL)
     loaded = load_model(requested, config.weights, config.device)
     model = loaded.name
-    encoder = Encoder(loaded, layer=config.layer, toks_per_batch=config.toks_per_batch, long_seqs=config.long_seqs)
+    encoder = Encoder(
+        loaded,
+        layer=config.layer,
+        toks_per_batch=config.toks_per_batch,
+        long_seqs=config.long_seqs,
+        precision=config.precision,
+    )
     precision = encoder.precision
     cache_key = f"{model}-L{encoder.layer}-{config.long_seqs}-{precision}-w{loaded.weights_sha256[:12]}"
     cache = EmbeddingCache(atlas.embedding_cache(cache_key))
@@ -244,12 +252,18 @@ def index_proteome(
     )
 
     advance = progress(sum(len(c.seq_hashes) for c in chunks), sum(c.residues for c in chunks)) if progress else None
+    release_memory = MemoryReleaser(config.memory_slack_bytes)
+
+    def after_batch(proteins_done: int, residues_done: int) -> None:
+        release_memory()
+        if advance is not None:
+            advance(proteins_done, residues_done)
+
     started = time.perf_counter()
     for chunk in chunks:
         chunk_sequences = [pending[h] for h in chunk.seq_hashes]
-        vectors = encoder.embed(chunk_sequences, progress=advance)
+        vectors = encoder.embed(chunk_sequences, progress=after_batch)
         cache.write(chunk, [len(s) for s in chunk_sequences], vectors, provenance)
-        release_freed_memory()
         result.n_embedded_sequences += len(chunk_sequences)
         result.n_residues_embedded += chunk.residues
     result.embed_seconds = time.perf_counter() - started
@@ -264,8 +278,7 @@ def index_proteome(
         _write_report(atlas, result)
         return result
 
-    vectors_by_hash = cache.lookup(set(sequences))
-    _assemble(config, model, proteins, vectors_by_hash, provenance, result)
+    _assemble(config, model, proteins, cache, provenance, result)
     result.complete = True
     _write_report(atlas, result)
     return result
@@ -275,27 +288,24 @@ def _assemble(
     config: IndexConfig,
     model: str,
     proteins: pa.Table,
-    vectors_by_hash: dict[str, np.ndarray],
+    cache: EmbeddingCache,
     provenance: dict[str, object],
     result: IndexResult,
 ) -> None:
+    """Protein and gene tables from the cache, holding each proteome-sized matrix once."""
     from lookup.load import load_genes
     from lookup.store import describe, open_store
 
     atlas = config.atlas
-    unique_hashes = sorted(set(proteins.column("seq_hash").to_pylist()))
-    dim = len(next(iter(vectors_by_hash.values())))
-    lengths = {
-        h: n
-        for h, n in zip(proteins.column("seq_hash").to_pylist(), proteins.column("length").to_pylist(), strict=True)
-    }
+    protein_hashes = proteins.column("seq_hash").to_pylist()
+    unique_hashes = sorted(set(protein_hashes))
+    vectors = cache.lookup(unique_hashes)  # (distinct sequences, dim)
+    lengths = dict(zip(protein_hashes, proteins.column("length").to_pylist(), strict=True))
     protein_embeddings = pa.table(
         {
             "seq_hash": pa.array(unique_hashes),
             "length": pa.array([lengths[h] for h in unique_hashes], pa.int32()),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(np.stack([vectors_by_hash[h] for h in unique_hashes]).ravel()), dim
-            ),
+            "embedding": vectors_column(vectors),
         }
     )
     embeddings_path = write_table(
@@ -305,8 +315,10 @@ def _assemble(
         provenance,
     )
 
-    protein_vectors = np.stack([vectors_by_hash[h] for h in proteins.column("seq_hash").to_pylist()])
-    genes = pool_genes(proteins, protein_vectors, config.pooling)
+    row_of = {seq_hash: row for row, seq_hash in enumerate(unique_hashes)}
+    protein_rows = np.fromiter((row_of[h] for h in protein_hashes), np.int64, len(protein_hashes))
+    genes = pool_genes(proteins, vectors, config.pooling, rows=protein_rows)
+    del vectors, protein_embeddings  # before the store load, which needs memory of its own
     gene_provenance = {
         **provenance,
         "pooling": config.pooling,

@@ -19,10 +19,14 @@ Pooling = Literal["mean", "max", "canonical"]
 POOLINGS: tuple[Pooling, ...] = ("mean", "max", "canonical")
 
 
-def pool_genes(proteins: pa.Table, protein_vectors: np.ndarray, pooling: Pooling) -> pa.Table:
-    """Gene vectors from per-protein vectors (row i of `protein_vectors` is protein row i).
+def pool_genes(
+    proteins: pa.Table, protein_vectors: np.ndarray, pooling: Pooling, rows: np.ndarray | None = None
+) -> pa.Table:
+    """Gene vectors from per-protein vectors: protein i's vector is `protein_vectors[rows[i]]`.
 
-    Genes keep the order of their first protein in the file, so output is deterministic.
+    `rows` None means row i. With `rows`, identical sequences share one row of the distinct-sequence
+    matrix, so no proteome-sized per-protein copy is made. Genes keep the order of their first
+    protein in the file, so output is deterministic.
     """
     gene_ids = proteins.column("gene_id").to_pylist()
     order: dict[str, int] = {}
@@ -31,7 +35,7 @@ def pool_genes(proteins: pa.Table, protein_vectors: np.ndarray, pooling: Pooling
     # Stable sort groups each gene's proteins together, in file order within the gene.
     by_gene = np.argsort(gene_of_protein, kind="stable")
     starts = np.searchsorted(gene_of_protein[by_gene], np.arange(n_genes))
-    sorted_vectors = protein_vectors[by_gene]
+    sorted_vectors = protein_vectors[by_gene if rows is None else rows[by_gene]]
     counts = np.diff(np.append(starts, len(by_gene)))
 
     if pooling == "mean":

@@ -29,7 +29,7 @@ def atlas_embedding_settings(atlas: Atlas, model: str) -> dict[str, object]:
 
 
 def embedder_for_atlas(atlas: Atlas, model: str, weights: Path | None, device: str = "auto") -> SequenceEmbedder:
-    """A function sequences → (n, dim) vectors, with the atlas's model, weights, layer and windows."""
+    """A function sequences → (n, dim) vectors, with the atlas's model, weights, layer, windows and precision."""
     from indexer.embed import Encoder
     from indexer.model import load_model
     from indexer.proteome import clean_sequence
@@ -45,7 +45,12 @@ def embedder_for_atlas(atlas: Atlas, model: str, weights: Path | None, device: s
         )
     layer = settings.get("layer")
     long_seqs = str(settings.get("long_seqs", "window"))
-    encoder = Encoder(loaded, layer=int(layer) if layer is not None else None, long_seqs=long_seqs)  # type: ignore[arg-type]
+    encoder = Encoder(
+        loaded,
+        layer=int(layer) if layer is not None else None,
+        long_seqs=long_seqs,  # type: ignore[arg-type]
+        precision=str(settings.get("precision", "auto")),  # type: ignore[arg-type]
+    )
 
     def embed(sequences: list[str]) -> np.ndarray:
         cleaned = [clean_sequence(s, f"query sequence {i + 1}") for i, s in enumerate(sequences)]

@@ -147,6 +147,6 @@ def test_bf16_autocast_stays_close_to_fp32(esm2_8m: LoadedModel) -> None:
     """The CUDA path's precision, checked on the CPU: bf16 autocast may round, not change the answer."""
     sequences = _real_or_synthetic(12)
     fp32 = Encoder(esm2_8m, long_seqs="truncate").embed(sequences)
-    bf16 = Encoder(esm2_8m, long_seqs="truncate", dtype=torch.bfloat16)
-    assert bf16.precision == "bf16"
+    bf16 = Encoder(esm2_8m, long_seqs="truncate", precision="bf16")
+    assert bf16.precision == "bf16" and Encoder(esm2_8m).precision == "fp32"  # auto on a CPU
     assert _cosines(fp32, bf16.embed(sequences)).min() >= 0.99

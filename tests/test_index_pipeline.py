@@ -9,14 +9,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from indexer.pipeline import IndexConfig, index_proteome
+from indexer.pipeline import EmbeddingCache, IndexConfig, index_proteome
 from lookup.store import open_store
 from orthovec.cli import main
 from schemas.atlas import Atlas
+from schemas.errors import UserError
 from schemas.tables import GENES, read_provenance, read_table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
@@ -144,3 +146,27 @@ def test_a_file_that_is_not_fasta_fails_cleanly_through_the_cli(tmp_path: Path, 
 def test_listing_an_atlas_that_does_not_exist_says_how_to_make_one(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["species", "--atlas", str(tmp_path / "none")])
     assert result.exit_code == 2 and "orthovec index" in result.output
+
+
+def test_a_sequence_missing_from_the_embedding_cache_is_named_not_zero_filled(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    assert _index(tmp_path / "atlas", tiny_weights).exit_code == 0
+    (cache_dir,) = (tmp_path / "atlas" / "cache" / "embeddings").iterdir()
+    known = pq.read_table(next(cache_dir.glob("chunk-*.parquet")), columns=["seq_hash"]).column(0)[0].as_py()
+    cache = EmbeddingCache(cache_dir)
+    assert cache.lookup([known]).shape == (1, 64)
+    with pytest.raises(UserError, match=r"1 embedded sequences are missing from the cache.*orthovec index"):
+        cache.lookup([known, "0" * 64])
+
+
+def test_bf16_precision_is_recorded_cached_apart_and_close_to_fp32(tmp_path: Path, tiny_weights: Path) -> None:
+    assert _index(tmp_path / "fp32", tiny_weights, "--precision", "fp32").exit_code == 0
+    result = _index(tmp_path / "bf16", tiny_weights, "--precision", "bf16")
+    assert result.exit_code == 0, result.output
+    provenance = read_provenance(Atlas(tmp_path / "bf16").genes("human", "esm2_t2_d64_custom"))
+    assert provenance["precision"] == "bf16"
+    assert [p.name.split("-")[-2] for p in (tmp_path / "bf16" / "cache" / "embeddings").iterdir()] == ["bf16"]
+    fp32, bf16 = (np.array(_genes(tmp_path / name).column("embedding").to_pylist()) for name in ("fp32", "bf16"))
+    cosines = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert not np.array_equal(fp32, bf16) and cosines.min() >= 0.99
