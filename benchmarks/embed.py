@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-from indexer.embed import MAX_RESIDUES, PRECISIONS, Encoder
+from indexer.embed import MAX_RESIDUES, PRECISIONS, Encoder, resolve_precision
 from indexer.model import LoadedModel, architecture_name, load_model
 from indexer.random_weights import ARCHITECTURES, write_random_checkpoint
 
@@ -141,7 +141,7 @@ def main() -> None:
     options = {"device": args.device, "n": args.n, "toks_per_batch": args.toks_per_batch}
     options["sdpa"] = not args.no_sdpa
     options["precision"] = args.precision
-    precision = args.precision if args.precision != "auto" else ("bf16" if args.device == "cuda" else "fp32")
+    precision = resolve_precision(args.precision, torch.device(args.device))
     context = multiprocessing.get_context("spawn")
     best = {"fair-esm": float("inf"), "orthovec": float("inf")}
     memory: dict[str, float] = {}

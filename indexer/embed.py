@@ -45,6 +45,13 @@ Progress = Callable[[int, int], None]
 MAX_RESIDUES = 1022
 
 
+def resolve_precision(precision: Precision, device: torch.device) -> Precision:
+    """What "auto" means on `device`; fp32 and bf16 stay as asked."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 @dataclass(frozen=True)
 class Piece:
     """One batch row: residues [start, stop) of protein number `protein`, with pooling weights."""
@@ -132,10 +139,8 @@ class Encoder:
         self.window = window
         self.overlap = overlap
         self.use_sdpa = use_sdpa
-        if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
-        self.precision: Precision = precision
-        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.precision = resolve_precision(precision, self.device)
+        self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         # On CUDA, host tensors are pinned and copied without blocking, and pooled vectors stay on the
         # GPU until the end, so tokenising the next batch overlaps the current one's kernels instead
         # of waiting for them (a per-batch .cpu() would synchronise every batch).
