@@ -26,11 +26,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
-from lookup.query import homologs_of_gene
-from lookup.store import EdgeStore
-from schemas.atlas import Atlas
-from schemas.tables import genes_table
+from orthovec.lookup.query import homologs_of_gene
+from orthovec.lookup.store import EdgeStore
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.tables import genes_table
 
 MODEL = "esm2_t6_8M_UR50D"
 

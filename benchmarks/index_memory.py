@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
-
-from indexer.model import architecture_name
-from indexer.random_weights import ARCHITECTURES, write_random_checkpoint
+from orthovec.indexer.model import architecture_name
+from orthovec.indexer.random_weights import ARCHITECTURES, write_random_checkpoint
 
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "proteomes" / "human_sprot2014.fasta.gz"
 OUT = Path(__file__).resolve().parent / "out"
@@ -45,10 +44,10 @@ def write_subset(n: int, path: Path) -> int:
 
 def index_once(fasta: Path, weights: Path, slack_bytes: int) -> tuple[float, float, float]:
     """In a fresh process: seconds, RSS after loading (MB), peak RSS (MB)."""
-    from indexer import memory
-    from indexer.model import load_model
-    from indexer.pipeline import IndexConfig, index_proteome
-    from schemas.atlas import Atlas
+    from orthovec.indexer import memory
+    from orthovec.indexer.model import load_model
+    from orthovec.indexer.pipeline import IndexConfig, index_proteome
+    from orthovec.schemas.atlas import Atlas
 
     load_model(None, weights, "cpu")  # what the floor includes: torch, fair-esm, the model
     floor = memory.resident_bytes() / 2**20

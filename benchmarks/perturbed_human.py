@@ -41,11 +41,11 @@ def write_subset_and_mutant(source: Path, n: int, rate: float, out_dir: Path, se
 
 
 def main() -> None:
-    from indexer.pipeline import IndexConfig, index_proteome
-    from lookup.evaluate import predicted_pairs
-    from lookup.mapping import map_species
-    from schemas.atlas import Atlas
-    from schemas.tables import MAPPING, read_table
+    from orthovec.indexer.pipeline import IndexConfig, index_proteome
+    from orthovec.lookup.evaluate import predicted_pairs
+    from orthovec.lookup.mapping import map_species
+    from orthovec.schemas.atlas import Atlas
+    from orthovec.schemas.tables import MAPPING, read_table
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True)

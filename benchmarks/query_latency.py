@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from lookup.query import homologs_of_gene
-from lookup.store import EdgeStore, embedding_matrix
-from schemas.atlas import Atlas
-from schemas.tables import GENES, genes_table, read_table
+from orthovec.lookup.query import homologs_of_gene
+from orthovec.lookup.store import EdgeStore, embedding_matrix
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.tables import GENES, genes_table, read_table
 
 MODEL = "esm2_t6_8M_UR50D"
 

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import click
 import pyarrow.parquet as pq
+from orthovec.indexer.embed import PRECISIONS
+from orthovec.indexer.model import ESM2_ARCHITECTURES
+from orthovec.indexer.pipeline import CHUNK_RESIDUES, IndexConfig, ProgressFactory, index_proteome
+from orthovec.indexer.pool import POOLINGS
+from orthovec.indexer.random_weights import random_weights_command
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from indexer.embed import PRECISIONS
-from indexer.model import ESM2_ARCHITECTURES
-from indexer.pipeline import CHUNK_RESIDUES, IndexConfig, ProgressFactory, index_proteome
-from indexer.pool import POOLINGS
-from indexer.random_weights import random_weights_command
 from orthovec.options import atlas_option, console
-from schemas.atlas import Atlas
-from schemas.errors import UserError
 
 
 def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:

@@ -30,10 +30,9 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from indexer.attention import FusedSelfAttention, rotary_tables
-from indexer.model import LoadedModel
-from schemas.errors import UserError
+from orthovec.indexer.attention import FusedSelfAttention, rotary_tables
+from orthovec.indexer.model import LoadedModel
+from orthovec.schemas.errors import UserError
 
 LongSeqs = Literal["window", "truncate"]
 #: "auto": bf16 autocast on CUDA, fp32 elsewhere. bf16 autocast also runs on CPUs, where it pays off

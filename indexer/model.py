@@ -22,8 +22,7 @@ from pathlib import Path
 import esm
 import torch
 from esm.model.esm2 import ESM2
-
-from schemas.errors import UserError
+from orthovec.schemas.errors import UserError
 
 #: name -> (layers, embedding dim, attention heads), as published by fair-esm.
 ESM2_ARCHITECTURES: dict[str, tuple[int, int, int]] = {

@@ -23,16 +23,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from orthovec.indexer.embed import Encoder, LongSeqs, Precision
+from orthovec.indexer.memory import DEFAULT_SLACK_BYTES, MemoryReleaser
+from orthovec.indexer.model import load_model
+from orthovec.indexer.pool import Pooling, pool_genes
+from orthovec.indexer.proteome import ReadReport, Unresolved, read_proteome
+from orthovec.schemas.atlas import Atlas, check_name
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import GENES, PROTEIN_EMBEDDINGS, PROTEINS, read_table, vectors_column, write_table
 
-from indexer.embed import Encoder, LongSeqs, Precision
-from indexer.memory import DEFAULT_SLACK_BYTES, MemoryReleaser
-from indexer.model import load_model
-from indexer.pool import Pooling, pool_genes
-from indexer.proteome import ReadReport, Unresolved, read_proteome
 from orthovec import __version__
-from schemas.atlas import Atlas, check_name
-from schemas.errors import UserError
-from schemas.tables import GENES, PROTEIN_EMBEDDINGS, PROTEINS, read_table, vectors_column, write_table
 
 #: Residues per cache chunk: small enough that a kill loses little work (seconds on a GPU, a
 #: minute or two for 8M on a CPU), large enough that the cache stays a few hundred files.
@@ -293,8 +293,8 @@ def _assemble(
     result: IndexResult,
 ) -> None:
     """Protein and gene tables from the cache, holding each proteome-sized matrix once."""
-    from lookup.load import load_genes
-    from lookup.store import describe, open_store
+    from orthovec.lookup.load import load_genes
+    from orthovec.lookup.store import describe, open_store
 
     atlas = config.atlas
     protein_hashes = proteins.column("seq_hash").to_pylist()

@@ -12,8 +12,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from schemas.tables import genes_table
+from orthovec.schemas.tables import genes_table
 
 Pooling = Literal["mean", "max", "canonical"]
 POOLINGS: tuple[Pooling, ...] = ("mean", "max", "canonical")

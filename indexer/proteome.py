@@ -19,10 +19,9 @@ from typing import Literal
 import esm
 import pyarrow as pa
 from Bio.SeqIO.FastaIO import SimpleFastaParser
-
-from schemas.errors import UserError
-from schemas.files import open_text
-from schemas.tables import PROTEINS
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.files import open_text
+from orthovec.schemas.tables import PROTEINS
 
 #: Residue letters ESM-2 has tokens for (20 standard + X B U Z O), from fair-esm's own alphabet.
 ESM_RESIDUES = frozenset(t for t in esm.data.Alphabet.from_architecture("ESM-1b").standard_toks if t.isalpha())

@@ -1,7 +1,7 @@
 """Randomly initialised ESM-2 checkpoints of the real architectures, in fair-esm's file layout.
 
 For tests and benchmarks: speed does not depend on weight values, and the file goes through the
-same loading code (`indexer.model.load_model`) that users run with pretrained weights. Embeddings
+same loading code (`orthovec.indexer.model.load_model`) that users run with pretrained weights. Embeddings
 from random weights carry no biology.
 """
 
@@ -13,9 +13,8 @@ from pathlib import Path
 import click
 import torch
 from esm.model.esm2 import ESM2
-
-from indexer.model import ESM2_ARCHITECTURES, architecture_name
-from schemas.errors import UserError
+from orthovec.indexer.model import ESM2_ARCHITECTURES, architecture_name
+from orthovec.schemas.errors import UserError
 
 #: --arch -> (layers, embedding dim, attention heads). "tiny" is for unit tests: head_dim 16 (even,
 #: as rotary embeddings need), 64 divisible by 4 heads.

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 import pyarrow as pa
+from orthovec.integrate.run import METRIC_KEYS, integrate_species, read_adata
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import MAPPING, read_table
 from rich.table import Table
 
-from integrate.run import METRIC_KEYS, integrate_species, read_adata
 from orthovec.options import console
-from schemas.errors import UserError
-from schemas.tables import MAPPING, read_table
 
 
 def _parse_adata(values: tuple[str, ...]) -> dict[str, Path]:

@@ -18,9 +18,8 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import scipy.sparse as sp
-
-from schemas.errors import UserError
-from schemas.tables import MAPPING
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import MAPPING
 
 Features = Literal["one2one", "groups"]
 

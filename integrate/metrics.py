@@ -13,11 +13,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scib_metrics
+from orthovec.schemas.errors import UserError
 from scib_metrics.nearest_neighbors import NeighborsResults
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
-
-from schemas.errors import UserError
 
 N_NEIGHBOURS = 15
 

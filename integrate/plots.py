@@ -11,8 +11,7 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt
 import numpy as np
 import scanpy as sc
-
-from integrate.metrics import transfer_matrix
+from orthovec.integrate.metrics import transfer_matrix
 
 
 def umap_pngs(shared: ad.AnnData, label_key: str, out: Path) -> list[Path]:

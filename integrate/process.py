@@ -16,8 +16,7 @@ from typing import Literal
 import anndata as ad
 import numpy as np
 import scanpy as sc
-
-from schemas.errors import UserError
+from orthovec.schemas.errors import UserError
 
 Correction = Literal["harmony", "none", "scvi"]
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import anndata as ad
 import pyarrow as pa
-
-from integrate.features import Features, SpeciesGeneReport, build_shared, symbol_mapping
-from integrate.metrics import integration_metrics
-from integrate.plots import agreement_heatmap, umap_pngs
-from integrate.process import Correction, process
-from schemas.errors import UserError
+from orthovec.integrate.features import Features, SpeciesGeneReport, build_shared, symbol_mapping
+from orthovec.integrate.metrics import integration_metrics
+from orthovec.integrate.plots import agreement_heatmap, umap_pngs
+from orthovec.integrate.process import Correction, process
+from orthovec.schemas.errors import UserError
 
 METRIC_KEYS = ("celltype_asw", "species_asw", "ilisi", "clisi", "ari", "nmi", "graph_connectivity", "label_transfer")
 

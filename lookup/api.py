@@ -1,6 +1,6 @@
 """HTTP API over the lookup functions (FastAPI; OpenAPI at /openapi.json, docs at /docs).
 
-The same `lookup.query` functions as the CLI answer every request. Status codes:
+The same `orthovec.lookup.query` functions as the CLI answer every request. Status codes:
 404 for something that is not there (species, gene, model, mapping table; the body is the CLI's
 message with close matches), 400 for a request that names several things (an ambiguous gene
 symbol, no `model` while the store holds several), 422 for malformed input and requests over the
@@ -31,15 +31,15 @@ from fastapi import Path as PathParam
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
+from orthovec.lookup.query import Hit, check_species, choose_model, homologs_of_gene, homologs_of_vectors
+from orthovec.lookup.store import EdgeStore, GeneStore, ServerStore, describe
+from orthovec.schemas import api
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import MAPPING, RELATIONS, read_table
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from lookup.query import Hit, check_species, choose_model, homologs_of_gene, homologs_of_vectors
-from lookup.store import EdgeStore, GeneStore, ServerStore, describe
 from orthovec import __version__
-from schemas import api
-from schemas.atlas import Atlas
-from schemas.errors import UserError
-from schemas.tables import MAPPING, RELATIONS, read_table
 
 #: sequences, model -> (len(sequences), dim) vectors comparable with the store's gene vectors.
 SequenceEmbedder = Callable[[list[str], str], np.ndarray]

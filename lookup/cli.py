@@ -6,21 +6,21 @@ import json
 from pathlib import Path
 
 import click
+from orthovec.indexer.proteome import read_proteome
+from orthovec.lookup.evaluate import evaluate, read_truth
+from orthovec.lookup.homology import STRATEGIES, import_homology
+from orthovec.lookup.load import load_atlas
+from orthovec.lookup.mapping import MappingParams, map_species
+from orthovec.lookup.query import Hit, choose_model, homologs_of_gene, homologs_of_vectors
+from orthovec.lookup.sequence import embedder_for_atlas
+from orthovec.lookup.serve import serve_command
+from orthovec.lookup.store import open_store
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import MAPPING, read_table, write_table
 from rich.table import Table
 
-from indexer.proteome import read_proteome
-from lookup.evaluate import evaluate, read_truth
-from lookup.homology import STRATEGIES, import_homology
-from lookup.load import load_atlas
-from lookup.mapping import MappingParams, map_species
-from lookup.query import Hit, choose_model, homologs_of_gene, homologs_of_vectors
-from lookup.sequence import embedder_for_atlas
-from lookup.serve import serve_command
-from lookup.store import open_store
 from orthovec.options import atlas_option, console
-from schemas.atlas import Atlas
-from schemas.errors import UserError
-from schemas.tables import MAPPING, read_table, write_table
 
 qdrant_url_option = click.option(
     "--qdrant-url",

@@ -16,10 +16,9 @@ from typing import Literal
 
 import polars as pl
 import pyarrow as pa
-
-from lookup.homology import import_biomart, import_pairs
-from schemas.errors import UserError
-from schemas.tables import MAPPING, read_table
+from orthovec.lookup.homology import import_biomart, import_pairs
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import MAPPING, read_table
 
 PairChoice = Literal["auto", "greedy", "optimal", "relation", "rbh", "all"]
 

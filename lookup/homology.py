@@ -23,11 +23,10 @@ from typing import Literal
 
 import polars as pl
 import pyarrow as pa
-
-from lookup.homology_graph import groups, relations
-from schemas.errors import UserError
-from schemas.files import open_text
-from schemas.tables import MAPPING, read_table
+from orthovec.lookup.homology_graph import groups, relations
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.files import open_text
+from orthovec.schemas.tables import MAPPING, read_table
 
 Strategy = Literal["all", "one2one", "hc-greedy", "fused"]
 STRATEGIES: tuple[Strategy, ...] = ("all", "one2one", "hc-greedy", "fused")

@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
-
-from lookup.store import GeneStore
-from schemas.atlas import Atlas
-from schemas.errors import UserError
-from schemas.tables import GENES, read_table
+from orthovec.lookup.store import GeneStore
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import GENES, read_table
 
 
 @dataclass(frozen=True)

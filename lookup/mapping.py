@@ -22,16 +22,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
+from orthovec.lookup.homology_graph import groups, relations
+from orthovec.lookup.one2one import greedy_one2one, optimal_one2one
+from orthovec.lookup.similarity import Metric, blocked_topk, prepare
+from orthovec.lookup.store import embedding_matrix
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, read_provenance, read_table, write_table
 from scipy.sparse.csgraph import connected_components
 
-from lookup.homology_graph import groups, relations
-from lookup.one2one import greedy_one2one, optimal_one2one
-from lookup.similarity import Metric, blocked_topk, prepare
-from lookup.store import embedding_matrix
 from orthovec import __version__
-from schemas.atlas import Atlas
-from schemas.errors import UserError
-from schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, read_provenance, read_table, write_table
 
 
 @dataclass(frozen=True)

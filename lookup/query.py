@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from lookup.store import GeneStore, StoredGene
-from schemas.errors import UserError
+from orthovec.lookup.store import GeneStore, StoredGene
+from orthovec.schemas.errors import UserError
 
 
 @dataclass(frozen=True)

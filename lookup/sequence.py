@@ -11,10 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-from schemas.atlas import Atlas
-from schemas.errors import UserError
-from schemas.tables import read_provenance
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import read_provenance
 
 SequenceEmbedder = Callable[[list[str]], np.ndarray]
 
@@ -30,9 +29,9 @@ def atlas_embedding_settings(atlas: Atlas, model: str) -> dict[str, object]:
 
 def embedder_for_atlas(atlas: Atlas, model: str, weights: Path | None, device: str = "auto") -> SequenceEmbedder:
     """A function sequences → (n, dim) vectors, with the atlas's model, weights, layer, windows and precision."""
-    from indexer.embed import Encoder
-    from indexer.model import load_model
-    from indexer.proteome import clean_sequence
+    from orthovec.indexer.embed import Encoder
+    from orthovec.indexer.model import load_model
+    from orthovec.indexer.proteome import clean_sequence
 
     settings = atlas_embedding_settings(atlas, model)
     loaded = load_model(model, weights, device)

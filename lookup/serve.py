@@ -9,13 +9,13 @@ from pathlib import Path
 
 import click
 import numpy as np
+from orthovec.lookup.api import EmbedderUnavailable, SequenceEmbedder, create_app
+from orthovec.lookup.sequence import embedder_for_atlas
+from orthovec.lookup.store import GeneStore, ServerStore, describe, open_store
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
 
-from lookup.api import EmbedderUnavailable, SequenceEmbedder, create_app
-from lookup.sequence import embedder_for_atlas
-from lookup.store import GeneStore, ServerStore, describe, open_store
 from orthovec.options import atlas_option
-from schemas.atlas import Atlas
-from schemas.errors import UserError
 
 
 def lazy_sequence_embedder(atlas: Atlas, weights: Path, device: str) -> SequenceEmbedder:

@@ -18,9 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
-
-from schemas.atlas import Atlas
-from schemas.errors import UserError
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
 
 #: Namespace for point IDs: uuid5(model, species, gene_id) is the same on every machine and run.
 POINT_NAMESPACE = uuid.UUID("7f1c2d0e-5b9a-4c53-9a51-0d6f1e2a9c11")

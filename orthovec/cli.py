@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from orthovec import __version__
-from schemas.errors import UserError
+from orthovec.schemas.errors import UserError
 
 
 class _Group(click.Group):
@@ -34,10 +34,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from indexer.cli import COMMANDS as indexer_commands
-    from integrate.cli import COMMANDS as integrate_commands
-    from lookup.cli import COMMANDS as lookup_commands
     from orthovec.demo import demo_command
+    from orthovec.indexer.cli import COMMANDS as indexer_commands
+    from orthovec.integrate.cli import COMMANDS as integrate_commands
+    from orthovec.lookup.cli import COMMANDS as lookup_commands
 
     for command in (*indexer_commands, *lookup_commands, *integrate_commands, demo_command):
         main.add_command(command)

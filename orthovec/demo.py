@@ -13,16 +13,16 @@ from pathlib import Path
 
 import click
 
-from indexer.pipeline import IndexConfig, index_proteome
-from lookup.cli import print_hits
-from lookup.evaluate import evaluate
-from lookup.homology import import_pairs
-from lookup.mapping import map_species
-from lookup.query import homologs_of_gene
-from lookup.store import open_store
+from orthovec.indexer.pipeline import IndexConfig, index_proteome
+from orthovec.lookup.cli import print_hits
+from orthovec.lookup.evaluate import evaluate
+from orthovec.lookup.homology import import_pairs
+from orthovec.lookup.mapping import map_species
+from orthovec.lookup.query import homologs_of_gene
+from orthovec.lookup.store import open_store
 from orthovec.options import console
-from schemas.atlas import Atlas
-from schemas.tables import MAPPING, read_table
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.tables import MAPPING, read_table
 
 EXAMPLES = files("orthovec") / "examples"
 SPECIES = {"human": "human_demo.fasta.gz", "xenopus_tropicalis": "xenopus_tropicalis_demo.fasta.gz"}

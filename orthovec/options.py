@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from schemas.atlas import ATLAS_ENV, Atlas, resolve_atlas
+from orthovec.schemas.atlas import ATLAS_ENV, Atlas, resolve_atlas
 
 
 def _to_atlas(ctx: click.Context, param: click.Parameter, value: str | None) -> Atlas:

@@ -2,7 +2,7 @@
 
 Limits are part of the contract: `ApiLimits` bounds every request, and the request models are
 built from it so the OpenAPI document shows the bounds the server enforces. Mapping rows are
-built from the `schemas.tables.MAPPING` table spec, so the API and the Parquet files never drift.
+built from the `orthovec.schemas.tables.MAPPING` table spec, so the API and the Parquet files never drift.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pyarrow as pa
+from orthovec.schemas.atlas import NAME
+from orthovec.schemas.tables import MAPPING
 from pydantic import BaseModel, ConfigDict, Field, create_model
-
-from schemas.atlas import NAME
-from schemas.tables import MAPPING
 
 #: Species and model names are path-safe names (they become directory and file names).
 NAME_PATTERN = NAME.pattern

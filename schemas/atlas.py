@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.errors import UserError
+from orthovec.schemas.errors import UserError
 
 DEFAULT_ATLAS = Path("orthovec-atlas")
 ATLAS_ENV = "ORTHOVEC_ATLAS"

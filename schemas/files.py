@@ -6,7 +6,7 @@ import gzip
 from pathlib import Path
 from typing import IO
 
-from schemas.errors import UserError
+from orthovec.schemas.errors import UserError
 
 
 def open_text(path: Path) -> IO[str]:

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from schemas.errors import UserError
+from orthovec.schemas.errors import UserError
 
 SCHEMA_KEY = b"orthovec.schema"
 PROVENANCE_KEY = b"orthovec.provenance"

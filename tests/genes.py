@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-
-from schemas.tables import genes_table
+from orthovec.schemas.tables import genes_table
 
 
 def gene_table(

@@ -18,13 +18,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from orthovec.lookup import serve
+from orthovec.lookup.api import EmbedderUnavailable, create_app
+from orthovec.lookup.store import open_store
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
 
-from lookup import serve
-from lookup.api import EmbedderUnavailable, create_app
-from lookup.store import open_store
 from orthovec.cli import main
-from schemas.atlas import Atlas
-from schemas.errors import UserError
 from tests.genes import gene_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def test_sequence_queries_embed_with_the_atlas_weights(demo_atlas: Path, tiny_we
 
 
 def test_weights_other_than_the_atlas_answer_503(demo_atlas: Path, tmp_path: Path) -> None:
-    from indexer.random_weights import write_random_checkpoint
+    from orthovec.indexer.random_weights import write_random_checkpoint
 
     other = write_random_checkpoint(tmp_path / "other.pt", "tiny", seed=1)  # same shape, other weights
     atlas = Atlas(demo_atlas)

@@ -7,11 +7,11 @@ import random
 import numpy as np
 import pytest
 import torch
+from orthovec.indexer.embed import Encoder, plan_batches, plan_pieces
+from orthovec.indexer.model import LoadedModel, load_model
+from orthovec.indexer.random_weights import write_random_checkpoint
+from orthovec.schemas.errors import UserError
 
-from indexer.embed import Encoder, plan_batches, plan_pieces
-from indexer.model import LoadedModel, load_model
-from indexer.random_weights import write_random_checkpoint
-from schemas.errors import UserError
 from tests.conftest import human_sequences
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"

@@ -8,12 +8,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from orthovec.lookup.evaluate import evaluate
+from orthovec.lookup.homology import import_biomart, import_homology, import_pairs
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import MAPPING, read_table
 
-from lookup.evaluate import evaluate
-from lookup.homology import import_biomart, import_homology, import_pairs
 from orthovec.cli import main
-from schemas.errors import UserError
-from schemas.tables import MAPPING, read_table
 from tests.conftest import shared_file
 
 
@@ -80,7 +80,7 @@ def test_fused_strategy_uses_the_embedding_score_of_the_same_pairs(tmp_path: Pat
         "A1\tA1b\tortholog_one2many\t79\t79\t1\n"
     )
     embedding = import_pairs(_pairs(tmp_path, "A1,A1a,0.10\nA1,A1b,0.99\n"), "human", "mouse")
-    from schemas.tables import write_table
+    from orthovec.schemas.tables import write_table
 
     write_table(embedding, tmp_path / "emb.parquet", MAPPING, {})
     by_identity = _frame(import_homology(ensembl, "human", "mouse", "biomart", "hc-greedy"))

@@ -13,13 +13,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from orthovec.indexer.pipeline import EmbeddingCache, IndexConfig, index_proteome
+from orthovec.lookup.store import open_store
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import GENES, read_provenance, read_table
 
-from indexer.pipeline import EmbeddingCache, IndexConfig, index_proteome
-from lookup.store import open_store
 from orthovec.cli import main
-from schemas.atlas import Atlas
-from schemas.errors import UserError
-from schemas.tables import GENES, read_provenance, read_table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
 HUMAN_DEMO = EXAMPLES / "human_demo.fasta.gz"

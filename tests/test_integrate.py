@@ -12,13 +12,13 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
+from orthovec.integrate.features import build_shared, symbol_mapping
+from orthovec.integrate.metrics import label_transfer
+from orthovec.lookup.homology import import_pairs
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import MAPPING, write_table
 
-from integrate.features import build_shared, symbol_mapping
-from integrate.metrics import label_transfer
-from lookup.homology import import_pairs
 from orthovec.cli import main
-from schemas.errors import UserError
-from schemas.tables import MAPPING, write_table
 from tests.conftest import shared_file
 
 
@@ -88,7 +88,7 @@ def test_label_transfer_counts_only_shared_cell_types() -> None:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("integrate") / "out"
     mapping_path = out.parent / "ensembl.parquet"
-    from lookup.homology import import_biomart
+    from orthovec.lookup.homology import import_biomart
 
     write_table(
         import_biomart(shared_file("scrna/baron_human2mouse_ensembl.csv.gz"), "human", "mouse"),

@@ -9,13 +9,13 @@ import polars as pl
 import pytest
 import torch
 from click.testing import CliRunner
+from orthovec.lookup.mapping import MappingParams, build_mapping, map_species
+from orthovec.lookup.one2one import greedy_one2one, optimal_one2one
+from orthovec.lookup.similarity import blocked_topk, prepare
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, genes_table, read_table, write_table
 
-from lookup.mapping import MappingParams, build_mapping, map_species
-from lookup.one2one import greedy_one2one, optimal_one2one
-from lookup.similarity import blocked_topk, prepare
 from orthovec.cli import main
-from schemas.atlas import Atlas
-from schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, genes_table, read_table, write_table
 
 MODEL = "esm2_t6_8M_UR50D"
 

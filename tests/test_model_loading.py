@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from indexer import model as model_module
-from indexer.model import ESM2_ARCHITECTURES, load_model
-from indexer.random_weights import random_weights_command, write_random_checkpoint
-from schemas.errors import UserError
+from orthovec.indexer import model as model_module
+from orthovec.indexer.model import ESM2_ARCHITECTURES, load_model
+from orthovec.indexer.random_weights import random_weights_command, write_random_checkpoint
+from orthovec.schemas.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from indexer.pool import pool_genes
-from schemas.tables import GENES
+from orthovec.indexer.pool import pool_genes
+from orthovec.schemas.tables import GENES
 
 
 def _proteins(rows: list[tuple[str, str, int, bool | None]]) -> pa.Table:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from orthovec.lookup.store import GeneStore, open_store, point_id
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
 
-from lookup.store import GeneStore, open_store, point_id
-from schemas.atlas import Atlas
-from schemas.errors import UserError
 from tests.genes import gene_table
 
 MODEL = "esm2_t6_8M_UR50D"
