@@ -19,6 +19,7 @@ from typing import Literal
 import esm
 import pyarrow as pa
 from Bio.SeqIO.FastaIO import SimpleFastaParser
+
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.files import open_text
 from orthovec.schemas.tables import PROTEINS
@@ -27,6 +28,8 @@ from orthovec.schemas.tables import PROTEINS
 ESM_RESIDUES = frozenset(t for t in esm.data.Alphabet.from_architecture("ESM-1b").standard_toks if t.isalpha())
 
 Unresolved = Literal["report", "self"]
+#: What `open_text` puts where a file has bytes that are not UTF-8.
+UNDECODABLE = "\ufffd"
 EXAMPLES_PER_REASON = 5
 
 
@@ -265,6 +268,10 @@ def read_proteome(
         parsed = parse_header(header)
         report.header_format[parsed.header_format] += 1
         where = f"{parsed.protein_id} (record {number})"
+        if not parsed.protein_id:
+            # An ID-less record cannot be named in any table or query; keeping it would make gene ''.
+            report.note("no_protein_id", f"record {number} ('>{header[:40]}')")
+            continue
         sequence = normalise(raw)
         if not sequence:
             report.note("empty_sequence", where)
@@ -281,6 +288,10 @@ def read_proteome(
         if override:
             parsed.gene_id, parsed.gene_symbol = override[0], override[1] or parsed.gene_symbol
             parsed.gene_id_source = "gene_map"
+        if any(UNDECODABLE in (name or "") for name in (parsed.protein_id, parsed.gene_id, parsed.gene_symbol)):
+            # Bytes that are not UTF-8 were replaced while reading; an ID holding U+FFFD matches nothing.
+            report.note("non_utf8_id", f"record {number}: {header[:60]!r}")
+            continue
         if parsed.gene_id is None:
             if unresolved == "report":
                 report.note("no_gene", where)

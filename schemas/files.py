@@ -1,20 +1,130 @@
-"""Opening the text files users hand us (FASTA, TSV, CSV), plain or gzip."""
+"""Files users hand us (FASTA, TSV, CSV) and files we write: opened, written and failed the same way.
+
+Every final path is written through a temporary sibling `.NAME.PID.tmp` and `os.replace`, so a
+reader sees the old file or the new one, never half of one. A run killed mid-write leaves its
+temporary behind; the next write of the same name removes temporaries whose process is gone.
+A full or read-only disk is the user's to fix, so it becomes one `Unavailable` message, not a
+traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
+import os
+import shutil
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import NotFound, Unavailable, UserError
+
+#: errno values that mean "the disk cannot take this write", as opposed to a bug.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 def open_text(path: Path) -> IO[str]:
     """Text handle for plain or gzip files, detected by magic bytes rather than the extension."""
-    if not Path(path).is_file():
-        raise UserError(f"{path}: file not found.")
+    path = Path(path)
+    if not path.exists():
+        raise NotFound(f"{path}: file not found.")
+    if not path.is_file():
+        # A FIFO (`<(zcat x.gz)`) cannot be read twice, and gzip detection reads ahead first.
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(path.stat().st_mode) else "not a regular file"
+        raise UserError(f"{path}: is {kind}; orthovec reads its input twice, so save it to a file first.")
     with open(path, "rb") as raw:
         magic = raw.read(2)
     if magic == b"\x1f\x8b":
         return gzip.open(path, "rt", encoding="utf-8", errors="replace")
     return open(path, encoding="utf-8", errors="replace")
+
+
+def disk_error(err: OSError, path: Path) -> UserError | None:
+    """The user-facing error for a write that failed because of the disk, or None for anything else."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return Unavailable(
+            f"{path}: the disk is full ({err.strerror}). Free space on {_mount_of(path)} (or point --atlas "
+            "elsewhere) and run the same command again; finished work is kept."
+        )
+    if err.errno == errno.EROFS:
+        return Unavailable(
+            f"{path}: the file system is read-only. Commands that only read (query, species, serve) work on a "
+            "read-only atlas; to write, copy the atlas somewhere writable or remount it read-write."
+        )
+    return None
+
+
+def _mount_of(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() or not os.path.ismount(path):
+        if path.parent == path:
+            return path
+        path = path.parent
+    return path
+
+
+def check_free_space(directory: Path, needed_bytes: int, what: str) -> None:
+    """Refuse before a large write that cannot fit: a full disk under mmap ends in SIGBUS, not an error."""
+    directory = Path(directory)
+    probe = directory
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed_bytes:
+        raise Unavailable(
+            f"{directory}: {what} needs about {needed_bytes / 1e6:,.1f} MB but only {free / 1e6:,.1f} MB are free "
+            f"on {_mount_of(probe)}. Free space (or point --atlas elsewhere) and run the same command again."
+        )
+
+
+def temp_sibling(path: Path) -> Path:
+    """The temporary name a write of `path` by this process uses."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete `.NAME.PID.tmp` siblings of `path` left by processes that no longer exist."""
+    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = candidate.name.removeprefix(f".{path.name}.").removesuffix(".tmp")
+        if pid.isdigit() and not _alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)`, then rename tmp over `path`; on failure no temporary is left behind."""
+    path = Path(path)
+    tmp = temp_sibling(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        _discard(tmp)
+        raise (disk_error(err, path) or err) from err
+    except BaseException:
+        _discard(tmp)
+        raise
+    return path
+
+
+def _discard(tmp: Path) -> None:
+    with contextlib.suppress(OSError):  # on a read-only disk there is nothing to remove
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """A small text file (JSON report, marker) written so readers never see half of it."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))

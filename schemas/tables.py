@@ -8,7 +8,6 @@ named and typed in exactly one place. Files carry their spec name and version pl
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from orthovec.schemas.errors import UserError
+
+from orthovec.schemas.errors import Invalid, NotFound
+from orthovec.schemas.files import atomic_write
 
 SCHEMA_KEY = b"orthovec.schema"
 PROVENANCE_KEY = b"orthovec.provenance"
@@ -48,18 +49,30 @@ class TableSpec:
         fields = list(self.required) + (list(self.optional) if with_optional else [])
         return pa.schema([_concrete(f, dim) for f in fields])
 
-    def validate(self, table: pa.Table, source: str) -> pa.Table:
-        """Check columns and types; cast harmless differences (string vs large_string)."""
+    def validate(self, table: pa.Table, source: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """Check columns, types and nulls; cast harmless differences (string vs large_string).
+
+        With `columns` (a selection read from a file), only the selected spec columns are checked,
+        each as strictly as in a full read.
+        """
         for spec_field, required in [(f, True) for f in self.required] + [(f, False) for f in self.optional]:
+            if columns is not None and spec_field.name not in columns:
+                continue
             if spec_field.name not in table.column_names:
                 if required:
-                    raise UserError(
+                    raise Invalid(
                         f"{source}: missing column '{spec_field.name}' required by the {self.tag} "
                         f"table schema (found: {', '.join(table.column_names) or 'no columns'})."
                     )
                 continue
             actual = table.schema.field(spec_field.name).type
             table = _conform(table, spec_field, actual, source, self.tag)
+            nulls = table.column(spec_field.name).null_count
+            if nulls and not spec_field.nullable:
+                raise Invalid(
+                    f"{source}: column '{spec_field.name}' has {nulls:,} empty (null) values, which the "
+                    f"{self.tag} schema does not allow; the file is damaged or was not written for orthovec."
+                )
         return table
 
 
@@ -76,13 +89,13 @@ def _conform(table: pa.Table, spec_field: pa.Field, actual: pa.DataType, source:
     if spec_field.type == VECTOR:
         if pa.types.is_fixed_size_list(actual) and actual.value_type == pa.float32():
             return table
-        raise UserError(f"{source}: column '{name}' must be a fixed-size list of float32 ({tag}), found {actual}.")
+        raise Invalid(f"{source}: column '{name}' must be a fixed-size list of float32 ({tag}), found {actual}.")
     if actual == spec_field.type:
         return table
     if actual == pa.null() or _same_kind(actual, spec_field.type):
         idx = table.column_names.index(name)
         return table.set_column(idx, spec_field.with_nullable(True), table.column(name).cast(spec_field.type))
-    raise UserError(f"{source}: column '{name}' should be {spec_field.type} ({tag}), found {actual}.")
+    raise Invalid(f"{source}: column '{name}' should be {spec_field.type} ({tag}), found {actual}.")
 
 
 def _same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
@@ -99,37 +112,56 @@ def write_table(table: pa.Table, path: Path, spec: TableSpec, provenance: Mappin
     metadata[SCHEMA_KEY] = spec.tag.encode()
     metadata[PROVENANCE_KEY] = json.dumps(dict(provenance), sort_keys=True, default=str).encode()
     table = table.replace_schema_metadata(metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def read_table(path: Path, spec: TableSpec, columns: list[str] | None = None) -> pa.Table:
     """Read and validate a table written by `write_table` (or a compatible one from elsewhere)."""
-    if not Path(path).is_file():
-        raise UserError(f"{path}: file not found (expected a {spec.tag} Parquet table).")
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"{path}: file not found (expected a {spec.tag} Parquet table).")
     try:
         table = pq.read_table(path, columns=columns)
     except (pa.ArrowInvalid, OSError) as err:
-        raise UserError(f"{path}: not a readable Parquet file ({err}).") from err
-    tag = (table.schema.metadata or {}).get(SCHEMA_KEY, b"").decode()
-    if tag and tag.split("/")[0] != spec.name:
-        raise UserError(f"{path}: holds a '{tag}' table, expected '{spec.tag}'.")
-    if tag and int(tag.split("/")[1]) > spec.version:
-        raise UserError(
-            f"{path}: written by a newer orthovec ({tag}); this version reads up to {spec.tag}. Upgrade orthovec."
+        raise Invalid(f"{path}: not a readable Parquet file ({err}).") from err
+    name, version = _schema_tag(path, table.schema.metadata or {})
+    if name is not None and name != spec.name:
+        raise Invalid(f"{path}: holds a '{name}/{version}' table, expected '{spec.tag}'.")
+    if version is not None and version > spec.version:
+        raise Invalid(
+            f"{path}: written by a newer orthovec ({name}/{version}); this version reads up to {spec.tag}. "
+            "Upgrade orthovec."
         )
-    if columns is None:
-        return spec.validate(table, str(path))
-    return table
+    return spec.validate(table, str(path), columns)
+
+
+def _schema_tag(path: Path, metadata: Mapping[bytes, bytes]) -> tuple[str | None, int | None]:
+    """(name, version) of a file's `orthovec.schema` tag; (None, None) for a file from elsewhere."""
+    raw = metadata.get(SCHEMA_KEY)
+    if raw is None:
+        return None, None
+    name, _, version = raw.decode("utf-8", errors="replace").partition("/")
+    if not name or not version.isdigit():
+        raise Invalid(
+            f"{path}: its orthovec schema tag {raw[:40]!r} is malformed (expected NAME/VERSION); the file is "
+            "damaged. Write it again with the orthovec command that made it."
+        )
+    return name, int(version)
 
 
 def read_provenance(path: Path) -> dict[str, Any]:
-    metadata = pq.read_schema(path).metadata or {}
-    raw = metadata.get(PROVENANCE_KEY)
-    return json.loads(raw) if raw else {}
+    """The provenance stamped by `write_table` ({} for a file from elsewhere)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        raw = metadata.get(PROVENANCE_KEY)
+        provenance = json.loads(raw) if raw else {}
+    except FileNotFoundError as err:
+        raise NotFound(f"{path}: file not found.") from err
+    except (pa.ArrowInvalid, OSError, ValueError) as err:
+        raise Invalid(f"{path}: unreadable Parquet file or provenance ({err}).") from err
+    if not isinstance(provenance, dict):
+        raise Invalid(f"{path}: its provenance is not a JSON object; the file is damaged.")
+    return provenance
 
 
 # --- indexer ---------------------------------------------------------------------------------
