@@ -269,6 +269,8 @@ def import_homology(
     embedding_mapping: Path | None = None,
     **pair_columns: str | None,
 ) -> pa.Table:
+    if species_a == species_b:
+        raise UserError(f"--from and --to are both '{species_a}': a homology table maps two different species.")
     table = (
         import_biomart(path, species_a, species_b)
         if fmt == "biomart"

@@ -126,3 +126,12 @@ def test_non_utf8_bytes_never_reach_a_gene_id(tmp_path: Path) -> None:
     proteins, report = read_proteome(path, "x")
     assert proteins.column("gene_id").to_pylist() == ["B"]
     assert report.skipped == {"non_utf8_id": 1} and "P1" in report.examples["non_utf8_id"][0]
+
+
+def test_a_homology_import_from_a_species_to_itself_is_refused(tmp_path: Path) -> None:
+    from orthovec.lookup.homology import import_homology
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("a\tb\nTP53\tTP53\n")
+    with pytest.raises(UserError, match="both 'human'"):
+        import_homology(pairs, "human", "human", "pairs")
