@@ -64,6 +64,18 @@ class Atlas:
         """Chunks of embedded sequences, shared by all species indexed with the same model setup."""
         return self.root / "cache" / "embeddings" / cache_key
 
+    def download_cache(self) -> Path:
+        """Fetched proteomes, named by the SHA-256 of their content (`orthovec build`, `fetch-proteome`)."""
+        return self.root / "cache" / "downloads"
+
+    def source_record(self, species: str) -> Path:
+        """Where a species' proteome came from: source, URL, date and checksum (written by the build)."""
+        return self.species_dir(species) / "source.json"
+
+    def build_state(self) -> Path:
+        """One stamp per finished build step: the content hashes it ran on and the outputs it wrote."""
+        return self.root / "build"
+
     def qdrant(self, model: str) -> Path:
         """One embedded Qdrant Edge shard per model (vector sizes differ between models)."""
         return self.root / "qdrant" / check_name("model", model)
@@ -71,6 +83,12 @@ class Atlas:
     def mapping(self, model: str, species_a: str, species_b: str) -> Path:
         a, b = check_name("species", species_a), check_name("species", species_b)
         return self.root / "mappings" / check_name("model", model) / f"{a}__{b}.parquet"
+
+    def alignment(self, species_a: str, species_b: str) -> Path:
+        """MMseqs2 gene-pair evidence of two species (model-free: it depends on sequences only)."""
+        return (
+            self.root / "alignments" / f"{check_name('species', species_a)}__{check_name('species', species_b)}.parquet"
+        )
 
     def multi_mapping(self, model: str, species: list[str]) -> Path:
         names = "__".join(check_name("species", s) for s in species)
