@@ -30,9 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from Bio.SeqIO.FastaIO import SimpleFastaParser
-from orthovec.indexer.embed import MAX_RESIDUES, PRECISIONS, Encoder, resolve_precision
+
+from orthovec.embedding.architectures import MAX_RESIDUES, PRECISIONS
+from orthovec.embedding.architectures import RANDOM_ARCHITECTURES as ARCHITECTURES
+from orthovec.indexer.embed import Encoder, resolve_precision
 from orthovec.indexer.model import LoadedModel, architecture_name, load_model
-from orthovec.indexer.random_weights import ARCHITECTURES, write_random_checkpoint
+from orthovec.indexer.random_weights import write_random_checkpoint
 
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "proteomes" / "human_sprot2014.fasta.gz"
 OUT = Path(__file__).resolve().parent / "out"

@@ -23,8 +23,10 @@ import time
 from pathlib import Path
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+from orthovec.embedding.architectures import RANDOM_ARCHITECTURES as ARCHITECTURES
 from orthovec.indexer.model import architecture_name
-from orthovec.indexer.random_weights import ARCHITECTURES, write_random_checkpoint
+from orthovec.indexer.random_weights import write_random_checkpoint
 
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "proteomes" / "human_sprot2014.fasta.gz"
 OUT = Path(__file__).resolve().parent / "out"

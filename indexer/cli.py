@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pyarrow.parquet as pq
-from orthovec.indexer.embed import PRECISIONS
-from orthovec.indexer.model import ESM2_ARCHITECTURES
-from orthovec.indexer.pipeline import CHUNK_RESIDUES, IndexConfig, ProgressFactory, index_proteome
-from orthovec.indexer.pool import POOLINGS
-from orthovec.indexer.random_weights import random_weights_command
+
+from orthovec.embedding.architectures import ESM2_ARCHITECTURES, PRECISIONS, RANDOM_ARCHITECTURES, architecture_name
+from orthovec.indexer.settings import CHUNK_RESIDUES, POOLINGS
+from orthovec.options import atlas_option, console
+from orthovec.progress import WorkProgress
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
 
-from orthovec.options import atlas_option, console
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from orthovec.indexer.pipeline import ProgressFactory
 
 
 def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -33,44 +33,16 @@ def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) 
     return i, n
 
 
-class _RateColumn(ProgressColumn):
-    """Proteins and residues per second: the two throughputs people compare models and GPUs by."""
+@contextlib.contextmanager
+def _embedding_progress(log_console: Console) -> Iterator[ProgressFactory]:
+    """Starts the embedding progress once the pipeline knows how much work is left."""
+    with contextlib.ExitStack() as stack:
 
-    def render(self, task: Task) -> Text:
-        elapsed = task.elapsed or 0.0
-        proteins = task.fields.get("proteins", 0)
-        if elapsed <= 0:
-            return Text("")
-        return Text(f"{proteins / elapsed:,.1f} prot/s  {task.completed / elapsed:,.0f} res/s", style="cyan")
+        def start(total_proteins: int, total_residues: int) -> Callable[[int, int], None]:
+            work = stack.enter_context(WorkProgress("embedding", total_residues, "residues", log_console))
+            return lambda proteins, residues: work.advance(residues, proteins=proteins)
 
-
-def _progress_factory(log_console: Console) -> tuple[Progress, ProgressFactory]:
-    progress = Progress(
-        TextColumn("embedding"),
-        BarColumn(),
-        TextColumn("{task.fields[proteins]:,}/{task.fields[total_proteins]:,} proteins"),
-        _RateColumn(),
-        TimeRemainingColumn(),
-        console=log_console,
-        transient=False,
-    )
-
-    def start(total_proteins: int, total_residues: int) -> Callable[[int, int], None]:
-        task = progress.add_task(
-            "embed",
-            total=total_residues,
-            proteins=0,
-            total_proteins=total_proteins,
-            visible=total_proteins > 0,
-        )
-
-        def advance(proteins: int, residues: int) -> None:
-            current = progress.tasks[task].fields["proteins"]
-            progress.update(task, advance=residues, proteins=current + proteins)
-
-        return advance
-
-    return progress, start
+        yield start
 
 
 @click.command("index")
@@ -153,6 +125,8 @@ def index_command(
     Safe to re-run: finished embeddings are reused, a killed run resumes where it stopped, and
     re-loading never duplicates vectors.
     """
+    from orthovec.indexer.pipeline import IndexConfig, index_proteome
+
     config = IndexConfig(
         fasta=fasta,
         species=species,
@@ -173,8 +147,7 @@ def index_command(
         chunk_residues=chunk_residues,
     )
     log_console = console(stderr=True)
-    progress, start = _progress_factory(log_console)
-    with progress:
+    with _embedding_progress(log_console) as start:
         result = index_proteome(config, progress=start, log=log_console.print)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
@@ -194,6 +167,8 @@ def index_command(
 
 def species_rows(atlas: Atlas) -> list[dict[str, object]]:
     """One row per (species, model) in the atlas, read from Parquet metadata (cheap)."""
+    import pyarrow.parquet as pq
+
     rows: list[dict[str, object]] = []
     for species in atlas.species_names():
         proteins_path = atlas.proteins(species)
@@ -219,6 +194,8 @@ def species_command(atlas: Atlas, fmt: str) -> None:
     if not rows:
         click.echo(f"The atlas {atlas.root} holds no species yet.")
         return
+    from rich.table import Table
+
     table = Table(title=f"atlas {atlas.root}")
     for column in ("species", "model", "genes", "proteins"):
         table.add_column(column, justify="right" if column in ("genes", "proteins") else "left")
@@ -230,6 +207,25 @@ def species_command(atlas: Atlas, fmt: str) -> None:
             f"{row['proteins']:,}",
         )
     console().print(table)
+
+
+@click.command("random-weights")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--arch", type=click.Choice(list(RANDOM_ARCHITECTURES)), default="8M", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def random_weights_command(out: Path, arch: str, seed: int) -> None:
+    """Write a random-weight ESM-2 checkpoint of a real architecture to OUT (a .pt file or a directory).
+
+    For tests and benchmarks: speed does not depend on weight values, so they run the real loading
+    and embedding code without the pretrained weights. Embeddings from random weights carry no biology.
+
+    Example: orthovec random-weights /tmp/esm2_t6_8M_UR50D.pt --arch 8M
+    """
+    from orthovec.indexer.random_weights import write_random_checkpoint
+
+    path = write_random_checkpoint(out, arch, seed)
+    layers, dim, _ = RANDOM_ARCHITECTURES[arch]
+    click.echo(f"{path}: random {architecture_name(layers, dim)} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 COMMANDS: list[click.Command] = [index_command, species_command, random_weights_command]

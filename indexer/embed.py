@@ -25,23 +25,17 @@ import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from orthovec.embedding.architectures import MAX_RESIDUES, PRECISIONS, LongSeqs, Precision
 from orthovec.indexer.attention import FusedSelfAttention, rotary_tables
 from orthovec.indexer.model import LoadedModel
 from orthovec.schemas.errors import UserError
 
-LongSeqs = Literal["window", "truncate"]
-#: "auto": bf16 autocast on CUDA, fp32 elsewhere. bf16 autocast also runs on CPUs, where it pays off
-#: only with native bf16 instructions (AVX512-BF16, AMX); pooling always sums in float64.
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
 Progress = Callable[[int, int], None]
-#: ESM-2 was trained on crops of 1024 tokens: 1022 residues plus BOS and EOS.
-MAX_RESIDUES = 1022
 
 
 def resolve_precision(precision: Precision, device: torch.device) -> Precision:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import pickle
-import re
 import shutil
 import urllib.error
 import urllib.request
@@ -22,21 +21,15 @@ from pathlib import Path
 import esm
 import torch
 from esm.model.esm2 import ESM2
+
+from orthovec.embedding.architectures import CUSTOM_NAME, ESM2_ARCHITECTURES, architecture_name
 from orthovec.schemas.errors import UserError
 
-#: name -> (layers, embedding dim, attention heads), as published by fair-esm.
-ESM2_ARCHITECTURES: dict[str, tuple[int, int, int]] = {
-    "esm2_t6_8M_UR50D": (6, 320, 20),
-    "esm2_t12_35M_UR50D": (12, 480, 20),
-    "esm2_t30_150M_UR50D": (30, 640, 20),
-    "esm2_t33_650M_UR50D": (33, 1280, 20),
-    "esm2_t36_3B_UR50D": (36, 2560, 40),
-    "esm2_t48_15B_UR50D": (48, 5120, 40),
-}
-#: Unpublished shapes (random-weight test models) are named like this; they need --weights.
-CUSTOM_NAME = re.compile(r"^esm2_t(\d+)_d(\d+)_custom$")
 HUB_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 DOWNLOAD_TIMEOUT_S = 30
+#: Key that `orthovec random-weights` adds to its checkpoints, so that results computed from them can
+#: say they carry no biology (fair-esm ignores extra keys).
+RANDOM_MARKER = "orthovec_random_weights"
 
 
 @dataclass(frozen=True)
@@ -50,14 +43,7 @@ class LoadedModel:
     embed_dim: int
     weights_sha256: str  # of the checkpoint file: embeddings from other weights are not comparable
     device: torch.device
-
-
-def architecture_name(layers: int, dim: int) -> str:
-    """The published model with this shape, else `esm2_t<layers>_d<dim>_custom`."""
-    for name, (n_layers, n_dim, _) in ESM2_ARCHITECTURES.items():
-        if (n_layers, n_dim) == (layers, dim):
-            return name
-    return f"esm2_t{layers}_d{dim}_custom"
+    random_weights: bool = False  # written by `orthovec random-weights`: vectors carry no biology
 
 
 def resolve_device(device: str) -> torch.device:
@@ -112,6 +98,11 @@ def read_checkpoint(path: Path) -> dict:
     if not all(hasattr(config, field) for field in fields):
         raise UserError(f"{path}: not an ESM-2 checkpoint (cfg['model'] lacks {', '.join(fields)}).")
     return data
+
+
+def is_random_checkpoint(path: Path) -> bool:
+    """Whether `path` was written by `orthovec random-weights` (its embeddings measure no biology)."""
+    return RANDOM_MARKER in read_checkpoint(path)
 
 
 def _download(name: str, path: Path) -> None:
@@ -184,4 +175,5 @@ def load_model(model_name: str | None, weights: Path | None, device: str = "auto
         embed_dim=dim,
         weights_sha256=file_sha256(path),
         device=resolved,
+        random_weights=RANDOM_MARKER in data,
     )

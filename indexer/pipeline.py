@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from orthovec.indexer.embed import Encoder, LongSeqs, Precision
 from orthovec.indexer.memory import DEFAULT_SLACK_BYTES, MemoryReleaser
 from orthovec.indexer.model import load_model
-from orthovec.indexer.pool import Pooling, pool_genes
+from orthovec.indexer.pool import pool_genes
+from orthovec.indexer.settings import CHUNK_RESIDUES, Pooling
 from orthovec.indexer.proteome import ReadReport, Unresolved, read_proteome
 from orthovec.schemas.atlas import Atlas, check_name
 from orthovec.schemas.errors import UserError
@@ -34,9 +35,6 @@ from orthovec.schemas.tables import GENES, PROTEIN_EMBEDDINGS, PROTEINS, read_ta
 
 from orthovec import __version__
 
-#: Residues per cache chunk: small enough that a kill loses little work (seconds on a GPU, a
-#: minute or two for 8M on a CPU), large enough that the cache stays a few hundred files.
-CHUNK_RESIDUES = 200_000
 DEFAULT_MODEL = "esm2_t33_650M_UR50D"
 
 

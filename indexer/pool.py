@@ -7,15 +7,12 @@ and falls back to the longest, the usual proxy when no annotation is available.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from orthovec.schemas.tables import genes_table
 
-Pooling = Literal["mean", "max", "canonical"]
-POOLINGS: tuple[Pooling, ...] = ("mean", "max", "canonical")
+from orthovec.indexer.settings import Pooling
+from orthovec.schemas.tables import genes_table
 
 
 def pool_genes(

@@ -10,18 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import click
 import torch
 from esm.model.esm2 import ESM2
-from orthovec.indexer.model import ESM2_ARCHITECTURES, architecture_name
-from orthovec.schemas.errors import UserError
 
-#: --arch -> (layers, embedding dim, attention heads). "tiny" is for unit tests: head_dim 16 (even,
-#: as rotary embeddings need), 64 divisible by 4 heads.
-ARCHITECTURES: dict[str, tuple[int, int, int]] = {
-    "tiny": (2, 64, 4),
-    **{name.split("_")[2]: shape for name, shape in ESM2_ARCHITECTURES.items() if "15B" not in name},
-}
+from orthovec.embedding.architectures import RANDOM_ARCHITECTURES, architecture_name
+from orthovec.indexer.model import RANDOM_MARKER
+from orthovec.schemas.errors import UserError
 
 
 def write_random_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
@@ -32,9 +26,9 @@ def write_random_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
     argparse.Namespace(encoder_layers, encoder_embed_dim, encoder_attention_heads, token_dropout)}}.
     The contact-regression weights live in a separate file there, so they are left out here too.
     """
-    if arch not in ARCHITECTURES:
-        raise UserError(f"Unknown --arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
-    layers, dim, heads = ARCHITECTURES[arch]
+    if arch not in RANDOM_ARCHITECTURES:
+        raise UserError(f"Unknown --arch {arch!r}; choose one of {', '.join(RANDOM_ARCHITECTURES)}.")
+    layers, dim, heads = RANDOM_ARCHITECTURES[arch]
     path = Path(path)
     if path.is_dir() or not path.suffix:
         path = path / f"{architecture_name(layers, dim)}.pt"
@@ -53,20 +47,5 @@ def write_random_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
         encoder_layers=layers, encoder_embed_dim=dim, encoder_attention_heads=heads, token_dropout=True
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state, "cfg": {"model": config}}, path)
+    torch.save({"model": state, "cfg": {"model": config}, RANDOM_MARKER: {"seed": seed}}, path)
     return path
-
-
-@click.command("random-weights")
-@click.argument("out", type=click.Path(path_type=Path))
-@click.option("--arch", type=click.Choice(list(ARCHITECTURES)), default="8M", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-def random_weights_command(out: Path, arch: str, seed: int) -> None:
-    """Write a random-weight ESM-2 checkpoint of a real architecture to OUT (a .pt file or a directory).
-
-    For tests and benchmarks: speed does not depend on weight values, so they run the real loading
-    and embedding code without the pretrained weights. Embeddings from random weights carry no biology.
-    """
-    path = write_random_checkpoint(out, arch, seed)
-    layers, dim, _ = ARCHITECTURES[arch]
-    click.echo(f"{path}: random {architecture_name(layers, dim)} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from orthovec.indexer.proteome import read_proteome
-from orthovec.lookup.evaluate import evaluate, read_truth
-from orthovec.lookup.homology import STRATEGIES, import_homology
-from orthovec.lookup.load import load_atlas
-from orthovec.lookup.mapping import MappingParams, map_species
-from orthovec.lookup.query import Hit, choose_model, homologs_of_gene, homologs_of_vectors
-from orthovec.lookup.sequence import embedder_for_atlas
-from orthovec.lookup.serve import serve_command
-from orthovec.lookup.store import open_store
+
+from orthovec.lookup.settings import STRATEGIES
+from orthovec.options import atlas_option, console
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
-from orthovec.schemas.tables import MAPPING, read_table, write_table
-from rich.table import Table
 
-from orthovec.options import atlas_option, console
+if TYPE_CHECKING:
+    from orthovec.lookup.query import Hit
 
 qdrant_url_option = click.option(
     "--qdrant-url",
@@ -31,6 +26,8 @@ HIT_COLUMNS = ("species", "gene_id", "gene_symbol", "score", "rank", "is_rbh", "
 
 
 def print_hits(hits: list[Hit], fmt: str, label: str | None = None) -> None:
+    from rich.table import Table
+
     if fmt == "json":
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
     elif fmt == "tsv":
@@ -83,6 +80,11 @@ def query_command(
     best hit. Examples: `orthovec query TP53 --from human --to mouse`;
     `orthovec query --sequence MEEPQSDPSV... --to mouse --format json`.
     """
+    from orthovec.indexer.proteome import read_proteome
+    from orthovec.lookup.query import choose_model, homologs_of_gene, homologs_of_vectors
+    from orthovec.lookup.sequence import embedder_for_atlas
+    from orthovec.lookup.store import open_store
+
     if sum(x is not None for x in (gene, sequence, fasta)) != 1:
         raise UserError("Give exactly one of GENE (with --from), --sequence or --fasta.")
     store = open_store(atlas, qdrant_url)
@@ -145,6 +147,10 @@ def map_command(
     pairs (global greedy and optimal assignment), many-to-many homology with groups. Writes
     ATLAS/mappings/MODEL/A__B.parquet (and a groups table with three or more species).
     """
+    from rich.table import Table
+
+    from orthovec.lookup.mapping import MappingParams, map_species
+
     params = MappingParams(k=k, metric=metric, margin=margin, min_score=min_score)  # type: ignore[arg-type]
     table = Table(title="mappings")
     for column in (
@@ -172,6 +178,32 @@ def map_command(
             s.path,
         )
     console().print(table)
+
+
+@click.command("align")
+@click.argument("species", nargs=-1, required=True)
+@click.option("--threads", type=click.IntRange(min=1), help="MMseqs2 threads [default: all CPUs].")
+@click.option(
+    "--sensitivity",
+    type=click.FloatRange(1.0, 7.5),
+    default=5.7,
+    show_default=True,
+    help="MMseqs2 prefilter sensitivity -s (7.5: most sensitive, slower).",
+)
+@atlas_option
+def align_command(species: tuple[str, ...], threads: int | None, sensitivity: float, atlas: Atlas) -> None:
+    """Align the proteomes of species A B [C ...] (every pair) with MMseqs2, both directions.
+
+    Protein hits are reduced to gene pairs (best bits, e-value, identity, coverages, blast score
+    ratio) in ATLAS/alignments/A__B.parquet; `orthovec map` then uses them as evidence. Reruns
+    with unchanged proteins reuse the table. Example: `orthovec align human mouse --threads 8`.
+    """
+    from orthovec.lookup.align import align_all
+
+    log = console(stderr=True)
+    paths = align_all(atlas, list(species), threads=threads, sensitivity=sensitivity, progress=log.print)
+    for path in paths:
+        click.echo(str(path))
 
 
 @click.command("import-homology")
@@ -208,6 +240,9 @@ def import_homology_command(
     Strategies: all rows; Ensembl one2one only; hc-greedy (greedy one-to-one by orthology
     confidence then % identity); fused (identity and embedding score combined, then greedy).
     """
+    from orthovec.lookup.homology import import_homology
+    from orthovec.schemas.tables import MAPPING, write_table
+
     columns = {"col_a": col_a, "col_b": col_b, "col_score": col_score} if fmt == "pairs" else {}
     table = import_homology(file, species_a, species_b, fmt, strategy, embedding_mapping, **columns)  # type: ignore[arg-type]
     source = "ensembl" if fmt == "biomart" else "pairs"
@@ -234,6 +269,9 @@ def import_homology_command(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pairs: str, as_json: bool) -> None:
     """Precision, recall, F1 and coverage of MAPPING's one-to-one pairs against reference one2one pairs."""
+    from orthovec.lookup.evaluate import evaluate, read_truth
+    from orthovec.schemas.tables import MAPPING, read_table
+
     table = read_table(mapping, MAPPING)
     species_a, species_b = table.column("species_a")[0].as_py(), table.column("species_b")[0].as_py()
     result = evaluate(table, read_truth(truth, truth_format, species_a, species_b), pairs)  # type: ignore[arg-type]
@@ -262,6 +300,9 @@ def load_command(
     Batched, retried uploads with deterministic point IDs: loading again never duplicates, and
     genes no longer in the atlas are removed from the server.
     """
+    from orthovec.lookup.load import load_atlas
+    from orthovec.lookup.store import open_store
+
     store = open_store(atlas, qdrant_url, api_key=api_key)
     try:
         for loaded in load_atlas(atlas, store, list(species) or None, model):
@@ -272,9 +313,82 @@ def load_command(
         store.close()
 
 
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to listen on every interface.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@atlas_option
+@click.option(
+    "--qdrant-url",
+    envvar="ORTHOVEC_QDRANT_URL",
+    help="Serve from this Qdrant server instead of the atlas's embedded store [env ORTHOVEC_QDRANT_URL].",
+)
+@click.option(
+    "--qdrant-api-key",
+    envvar="ORTHOVEC_QDRANT_API_KEY",
+    help="Qdrant server API key [env ORTHOVEC_QDRANT_API_KEY].",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="ESM-2 checkpoint the atlas was indexed with; enables POST /homologs/sequence.",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--api-key-env",
+    metavar="NAME",
+    help="Require header X-API-Key equal to this environment variable's value "
+    "(on all but /health, /openapi.json, /docs).",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="Allow browser calls from this origin (repeatable; default none).",
+)
+def serve_command(
+    host: str,
+    port: int,
+    atlas: Atlas,
+    qdrant_url: str | None,
+    qdrant_api_key: str | None,
+    weights: Path | None,
+    device: str,
+    api_key_env: str | None,
+    cors_origins: tuple[str, ...],
+) -> None:
+    """Serve homolog queries over HTTP (OpenAPI at /openapi.json, interactive docs at /docs).
+
+    The embedded store belongs to one process: index first, then serve (stop the server before
+    indexing again). For many users or several API servers, load the atlas into a Qdrant server
+    (`orthovec load --qdrant-url URL`) and serve with --qdrant-url.
+
+    Example: orthovec serve --atlas orthovec-atlas --port 8000   (then open http://127.0.0.1:8000/docs)
+    """
+    from orthovec.lookup.serve import run_server
+
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise UserError(f"--api-key-env {api_key_env}: that environment variable is empty or unset.")
+    run_server(
+        atlas,
+        host=host,
+        port=port,
+        qdrant_url=qdrant_url,
+        qdrant_api_key=qdrant_api_key,
+        weights=weights,
+        device=device,
+        api_key=api_key,
+        cors_origins=cors_origins,
+        log=lambda line: click.echo(line, err=True),
+    )
+
+
 COMMANDS: list[click.Command] = [
     query_command,
     map_command,
+    align_command,
     import_homology_command,
     evaluate_mapping_command,
     load_command,

@@ -23,13 +23,13 @@ from typing import Literal
 
 import polars as pl
 import pyarrow as pa
+
 from orthovec.lookup.homology_graph import groups, relations
+from orthovec.lookup.settings import Strategy
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.files import open_text
 from orthovec.schemas.tables import MAPPING, read_table
 
-Strategy = Literal["all", "one2one", "hc-greedy", "fused"]
-STRATEGIES: tuple[Strategy, ...] = ("all", "one2one", "hc-greedy", "fused")
 ENSEMBL_RELATION = {
     "ortholog_one2one": "one2one",
     "ortholog_one2many": "one2many",
