@@ -8,6 +8,9 @@ to `GeneStore` only, which is what makes "embedded or server" a matter of passin
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 import uuid
 import warnings
@@ -18,8 +21,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
+
+from orthovec.faults import fault_point
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid, NotFound, Unavailable, UserError
+from orthovec.schemas.locks import FileLock
+from orthovec.schemas.space import PAYLOAD_FIELD
 
 #: Namespace for point IDs: uuid5(model, species, gene_id) is the same on every machine and run.
 POINT_NAMESPACE = uuid.UUID("7f1c2d0e-5b9a-4c53-9a51-0d6f1e2a9c11")
@@ -79,7 +86,7 @@ class StoredGene:
         )
 
 
-def _payloads(model: str, genes: pa.Table) -> Iterator[tuple[str, dict[str, Any]]]:
+def _payloads(model: str, genes: pa.Table, space: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
     columns = {name: genes.column(name).to_pylist() for name in ("species", "gene_id", "gene_symbol")}
     taxids = genes.column("taxid").to_pylist() if "taxid" in genes.column_names else [None] * genes.num_rows
     n_proteins = genes.column("n_proteins").to_pylist()
@@ -93,6 +100,7 @@ def _payloads(model: str, genes: pa.Table) -> Iterator[tuple[str, dict[str, Any]
             "n_proteins": n_proteins[i],
             "model": model,
             "gene_key": gene_keys(gene_id, symbol),
+            PAYLOAD_FIELD: space,
         }
         yield point_id(model, species, gene_id), payload
 
@@ -107,7 +115,11 @@ def embedding_matrix(genes: pa.Table) -> np.ndarray:
 class GeneStore(Protocol):
     """What the rest of orthovec needs from a vector store."""
 
-    def upsert_genes(self, model: str, genes: pa.Table) -> int: ...
+    def upsert_genes(self, model: str, genes: pa.Table, space: str | None = None) -> int: ...
+
+    def spaces(self, model: str) -> dict[str, list[str]]:
+        """Embedding-space id → species holding points of that space (points loaded without one are left out)."""
+        ...
 
     def remove_missing(self, model: str, species: str, keep_gene_ids: Iterable[str]) -> int: ...
 
@@ -130,65 +142,134 @@ class GeneStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(atlas: Atlas, qdrant_url: str | None = None, api_key: str | None = None) -> GeneStore:
-    """The embedded Edge store in the atlas, or a server when a URL (or `local:PATH`) is given."""
+def open_store(
+    atlas: Atlas, qdrant_url: str | None = None, api_key: str | None = None, *, read_only: bool = False
+) -> GeneStore:
+    """The embedded Edge store in the atlas, or a server when a URL (or `local:PATH`) is given.
+
+    `read_only` opens the embedded store as a reader: it runs beside a server and other readers,
+    and on a read-only atlas (see `EdgeStore`).
+    """
     if qdrant_url:
         return ServerStore(qdrant_url, api_key=api_key)
-    return EdgeStore(atlas)
+    return EdgeStore(atlas, read_only=read_only)
 
 
 # --- embedded: Qdrant Edge --------------------------------------------------------------------
+
+#: Payload indexes every Edge shard must have; `index` recreates any that are missing.
+EDGE_INDEXES = ("species", "gene_key", PAYLOAD_FIELD)
+
+
+def _edge_index_params(field: str) -> Any:
+    import qdrant_edge as qe
+
+    if field == "species":
+        return qe.KeywordIndexParams(is_tenant=True)
+    return qe.PayloadSchemaType.Keyword
 
 
 class EdgeStore:
     """Qdrant's own engine in-process: one Edge shard per model under ATLAS/qdrant/<model>/.
 
-    An Edge shard is owned by one process (its write-ahead log is locked), hence the rule
-    "index, then serve": a second process opening the same shard gets a clear error.
+    An Edge shard is owned by one process (its write-ahead log is locked), and Edge cannot open a
+    shard read-only. So the atlas's store lock (`schemas.locks`) decides who may open it: a writer
+    (`index`) holds it exclusively from its start, readers share it. A reader that finds the shard
+    held by another reader (a running `serve`), or on a read-only file system, opens a private
+    copy in a temporary directory; the shared lock guarantees no writer changes it meanwhile.
     """
 
-    def __init__(self, atlas: Atlas) -> None:
+    def __init__(self, atlas: Atlas, read_only: bool = False) -> None:
         self.atlas = atlas
+        self.read_only = read_only
+        self.repaired: list[str] = []  # payload indexes `index` found missing and recreated
         self._shards: dict[str, Any] = {}
         self._counts: dict[str, dict[str, int]] = {}
+        self._copies: list[Path] = []
+        self._lock = FileLock(atlas.store_lock())
+        if read_only:
+            if (atlas.root / "qdrant").is_dir() and not self._lock.acquire(shared=True):
+                holder = self._lock.holder() or "another orthovec process"
+                raise Unavailable(
+                    f"The embedded store {atlas.root / 'qdrant'} is being written ({holder}). Wait for that "
+                    "run to finish, then try again; or query a Qdrant server with --qdrant-url."
+                )
+        elif not self._lock.acquire(shared=False):
+            raise Unavailable(
+                f"The embedded store {atlas.root / 'qdrant'} is open in another orthovec process (a server, a "
+                "query or another index; one writer at a time, and not while others read). Stop it or let it "
+                "finish, then run again; nothing was changed. For shared use, load the atlas into a Qdrant "
+                "server (`orthovec load --qdrant-url URL`)."
+            )
 
     def _shard(self, model: str, dim: int | None = None) -> Any:
-        import qdrant_edge as qe
-
         if model in self._shards:
             return self._shards[model]
         path = self.atlas.qdrant(model)
-        try:
-            if (path / "edge_config.json").exists() or any(path.glob("segments*")):
-                shard = qe.EdgeShard.load(str(path))
-            elif dim is None:
-                raise UserError(
+        exists = (path / "edge_config.json").exists() or any(path.glob("segments*"))
+        if not exists:
+            if dim is None or self.read_only:
+                raise NotFound(
                     f"No vectors for model '{model}' in the embedded store at {path}. "
                     f"Index a proteome with `orthovec index --model {model}` first."
                 )
-            else:
-                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
-                shard = qe.EdgeShard.create(str(path), config)
-                shard.update(qe.UpdateOperation.create_field_index("species", qe.KeywordIndexParams(is_tenant=True)))
-                shard.update(qe.UpdateOperation.create_field_index("gene_key", qe.PayloadSchemaType.Keyword))
-        except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
-            if "WouldBlock" in str(err):
-                raise UserError(
-                    f"The embedded store {path} is open in another orthovec process (one writer at a "
-                    f"time: index first, then query or serve). Stop the other process, or load the "
-                    f"atlas into a Qdrant server (`orthovec load --qdrant-url URL`) for shared use."
-                ) from err
-            raise
+            self._create(path, dim)
+        shard = self._open_for_reading(path) if self.read_only else self._open_for_writing(path)
         self._shards[model] = shard
         return shard
 
-    def upsert_genes(self, model: str, genes: pa.Table, batch_size: int = 1024) -> int:
+    def _create(self, path: Path, dim: int) -> None:
+        """Build the shard and its indexes in a temporary directory, then rename it into place.
+
+        A kill at any moment leaves either no shard or a complete one; a half-built shard (the
+        old failure: no `species` index, so every query crashed) cannot be seen. Temporaries of
+        killed runs are removed here: holding the store lock exclusively, nobody else builds one.
+        """
+        import qdrant_edge as qe
+
+        for stale in path.parent.glob(f".{path.name}.creating-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        building = path.parent / f".{path.name}.creating-{os.getpid()}"
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
+        shard = qe.EdgeShard.create(str(building), config)
+        fault_point("store-shard-created")
+        for field in EDGE_INDEXES:
+            shard.update(qe.UpdateOperation.create_field_index(field, _edge_index_params(field)))
+        shard.close()
+        os.rename(building, path)
+
+    def _open_for_writing(self, path: Path) -> Any:
+        """Load the shard and recreate any payload index a damaged store lacks."""
+        import qdrant_edge as qe
+
+        shard = qe.EdgeShard.load(str(path))
+        present = shard.info().payload_schema
+        for field in EDGE_INDEXES:
+            if field not in present:
+                shard.update(qe.UpdateOperation.create_field_index(field, _edge_index_params(field)))
+                self.repaired.append(field)
+        return shard
+
+    def _open_for_reading(self, path: Path) -> Any:
+        import qdrant_edge as qe
+
+        try:
+            return qe.EdgeShard.load(str(path))
+        except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
+            if "WouldBlock" not in str(err) and "os error 30" not in str(err):
+                raise
+        copy = Path(tempfile.mkdtemp(prefix=f"orthovec-{path.name}-"))
+        self._copies.append(copy)
+        shutil.copytree(path, copy / path.name)
+        return qe.EdgeShard.load(str(copy / path.name))
+
+    def upsert_genes(self, model: str, genes: pa.Table, space: str | None = None, batch_size: int = 1024) -> int:
         import qdrant_edge as qe
 
         vectors = embedding_matrix(genes)
         shard = self._shard(model, dim=vectors.shape[1])
         batch: list[Any] = []
-        for row, (pid, payload) in enumerate(_payloads(model, genes)):
+        for row, (pid, payload) in enumerate(_payloads(model, genes, space)):
             batch.append(qe.Point(pid, vectors[row].tolist(), payload))
             if len(batch) == batch_size:
                 shard.update(qe.UpdateOperation.upsert_points(batch))
@@ -279,21 +360,48 @@ class EdgeStore:
         return np.asarray([by_id[point_id(model, species, g)] for g in gene_ids], dtype=np.float32)
 
     def species_counts(self, model: str) -> dict[str, int]:
+        if model not in self._counts:
+            self._counts[model] = self._facet(model, "species")
+        return dict(self._counts[model])
+
+    def spaces(self, model: str) -> dict[str, list[str]]:
         import qdrant_edge as qe
 
-        if model not in self._counts:
-            facets = self._shard(model).facet(qe.FacetRequest(key="species", limit=10_000, exact=True))
-            self._counts[model] = {str(hit.value): int(hit.count) for hit in facets}
-        return dict(self._counts[model])
+        found = self._facet(model, PAYLOAD_FIELD)
+        of_space = {space: qe.FieldCondition(key=PAYLOAD_FIELD, match=qe.MatchValue(space)) for space in found}
+        return {space: sorted(self._facet(model, "species", qe.Filter(must=[c]))) for space, c in of_space.items()}
+
+    def _facet(self, model: str, key: str, query_filter: Any = None) -> dict[str, int]:
+        import qdrant_edge as qe
+
+        try:
+            facets = self._shard(model).facet(qe.FacetRequest(key=key, limit=10_000, exact=True, filter=query_filter))
+        except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
+            if "No appropriate index" not in str(err):
+                raise
+            if key == PAYLOAD_FIELD:
+                return {}  # a store loaded before spaces were recorded: nothing to compare
+            raise Invalid(
+                f"The embedded store {self.atlas.qdrant(model)} lacks its '{key}' index (an interrupted run of an "
+                "older orthovec left it so). Run `orthovec index` for any species of this atlas again: it "
+                "repairs the store's indexes."
+            ) from err
+        return {str(hit.value): int(hit.count) for hit in facets}
 
     def models(self) -> list[str]:
         base = self.atlas.root / "qdrant"
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def close(self) -> None:
         for shard in self._shards.values():
             shard.close()
         self._shards.clear()
+        for copy in self._copies:
+            shutil.rmtree(copy, ignore_errors=True)
+        self._copies.clear()
+        self._lock.release()
 
 
 def _edge_species_filter(species: str) -> Any:
@@ -342,6 +450,7 @@ class ServerStore:
             name, "species", qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)
         )
         self.client.create_payload_index(name, "gene_key", qm.PayloadSchemaType.KEYWORD)
+        self.client.create_payload_index(name, PAYLOAD_FIELD, qm.PayloadSchemaType.KEYWORD)
 
     def _require_collection(self, model: str) -> str:
         name = self.collection(model)
@@ -352,14 +461,16 @@ class ServerStore:
             )
         return name
 
-    def upsert_genes(self, model: str, genes: pa.Table, batch_size: int = 512, parallel: int = 1) -> int:
+    def upsert_genes(
+        self, model: str, genes: pa.Table, space: str | None = None, batch_size: int = 512, parallel: int = 1
+    ) -> int:
         from qdrant_client import models as qm
 
         vectors = embedding_matrix(genes)
         self._ensure_collection(model, vectors.shape[1])
         points = (
             qm.PointStruct(id=pid, vector=vectors[row].tolist(), payload=payload)
-            for row, (pid, payload) in enumerate(_payloads(model, genes))
+            for row, (pid, payload) in enumerate(_payloads(model, genes, space))
         )
         self.client.upload_points(
             self.collection(model), points, batch_size=batch_size, parallel=parallel, max_retries=3, wait=True
@@ -441,11 +552,25 @@ class ServerStore:
         return dict(cached[1])
 
     def _count_species(self, model: str) -> dict[str, int]:
+        return self._facet(model, "species")
+
+    def spaces(self, model: str) -> dict[str, list[str]]:
+        from qdrant_client import models as qm
+
+        return {
+            space: sorted(
+                self._facet(model, "species", qm.FieldCondition(key=PAYLOAD_FIELD, match=qm.MatchValue(value=space)))
+            )
+            for space in self._facet(model, PAYLOAD_FIELD)
+        }
+
+    def _facet(self, model: str, key: str, condition: Any = None) -> dict[str, int]:
         from qdrant_client import models as qm
 
         name = self._require_collection(model)
+        query_filter = qm.Filter(must=[condition]) if condition is not None else None
         try:
-            facets = self.client.facet(name, key="species", limit=10_000, exact=True)
+            facets = self.client.facet(name, key=key, facet_filter=query_filter, limit=10_000, exact=True)
             return {str(hit.value): int(hit.count) for hit in facets.hits}
         except (NotImplementedError, ValueError):
             # qdrant-client's local mode has no facet endpoint; count by scrolling instead.
@@ -454,12 +579,15 @@ class ServerStore:
             while True:
                 records, offset = self.client.scroll(
                     name,
+                    scroll_filter=query_filter,
                     limit=4096,
                     offset=offset,
-                    with_payload=qm.PayloadSelectorInclude(include=["species"]),
+                    with_payload=qm.PayloadSelectorInclude(include=[key]),
                 )
                 for r in records:
-                    counts[r.payload["species"]] = counts.get(r.payload["species"], 0) + 1
+                    value = (r.payload or {}).get(key)
+                    if value is not None:
+                        counts[str(value)] = counts.get(str(value), 0) + 1
                 if offset is None:
                     return counts
 

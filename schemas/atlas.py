@@ -76,6 +76,18 @@ class Atlas:
         """One stamp per finished build step: the content hashes it ran on and the outputs it wrote."""
         return self.root / "build"
 
+    def species_lock(self, species: str) -> Path:
+        """Held by the one run that stages and commits this species (see `schemas.locks`)."""
+        return self.species_dir(species) / ".index.lock"
+
+    def staging(self, species: str) -> Path:
+        """A run's new files for a species, moved into place only once the whole run has succeeded."""
+        return self.species_dir(species) / ".staging"
+
+    def store_lock(self) -> Path:
+        """Exclusive for a writer of the embedded store, shared for its readers (see `schemas.locks`)."""
+        return self.root / "qdrant" / ".lock"
+
     def qdrant(self, model: str) -> Path:
         """One embedded Qdrant Edge shard per model (vector sizes differ between models)."""
         return self.root / "qdrant" / check_name("model", model)
@@ -96,7 +108,9 @@ class Atlas:
 
     def species_names(self) -> list[str]:
         base = self.root / "species"
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        return (
+            sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) if base.is_dir() else []
+        )
 
     def models_for(self, species: str) -> list[str]:
         genes_dir = self.species_dir(species) / "genes"

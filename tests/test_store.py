@@ -76,16 +76,24 @@ def test_point_ids_are_deterministic_and_distinct_per_model_and_species() -> Non
     assert len({point_id("m", "human", "X"), point_id("m", "mouse", "X"), point_id("n", "human", "X")}) == 3
 
 
-def test_a_second_process_on_the_embedded_store_gets_a_clear_error(tmp_path: Path) -> None:
+def test_one_writer_or_many_readers_and_each_refusal_is_clear(tmp_path: Path) -> None:
     atlas = Atlas(tmp_path / "atlas")
-    first = open_store(atlas)
-    first.upsert_genes(MODEL, gene_table("human", _vectors(3), ["A", "B", "C"]))
-    second = open_store(atlas)
+    writer = open_store(atlas)
+    writer.upsert_genes(MODEL, gene_table("human", _vectors(3), ["A", "B", "C"]))
     with pytest.raises(UserError, match="open in another orthovec process"):
-        second.species_counts(MODEL)
-    first.close()
-    assert second.species_counts(MODEL) == {"human": 3}
-    second.close()
+        open_store(atlas)
+    with pytest.raises(UserError, match="is being written"):
+        open_store(atlas, read_only=True)
+    writer.close()
+    server = open_store(atlas, read_only=True)  # holds the shard, as `serve` does
+    assert server.species_counts(MODEL) == {"human": 3}
+    reader = open_store(atlas, read_only=True)  # a `query` beside it reads a private copy
+    assert reader.species_counts(MODEL) == {"human": 3}
+    with pytest.raises(UserError, match="open in another orthovec process"):
+        open_store(atlas)
+    reader.close()
+    server.close()
+    open_store(atlas).close()
 
 
 def test_an_empty_store_says_what_to_do(tmp_path: Path) -> None:
