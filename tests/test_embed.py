@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
 from orthovec.indexer.embed import Encoder, plan_batches, plan_pieces
 from orthovec.indexer.model import LoadedModel, load_model
 from orthovec.indexer.random_weights import write_random_checkpoint
 from orthovec.schemas.errors import UserError
-
 from tests.conftest import human_sequences
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
@@ -150,3 +151,19 @@ def test_bf16_autocast_stays_close_to_fp32(esm2_8m: LoadedModel) -> None:
     bf16 = Encoder(esm2_8m, long_seqs="truncate", precision="bf16")
     assert bf16.precision == "bf16" and Encoder(esm2_8m).precision == "fp32"  # auto on a CPU
     assert _cosines(fp32, bf16.embed(sequences)).min() >= 0.99
+
+
+def test_the_fused_attention_weights_are_the_models_own_not_a_copy(tmp_path: Path) -> None:
+    """Parameter memory after building the encoder equals the checkpoint's (q/k/v are views of one tensor)."""
+    weights = write_random_checkpoint(tmp_path, "tiny")
+    loaded = load_model(None, weights)
+    checkpoint_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    encoder = Encoder(loaded)
+    tensors = [*loaded.model.parameters()]
+    tensors += [t for attention in encoder._attention for t in (attention.qkv_weight, attention.qkv_bias)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    assert sum(storages.values()) == checkpoint_bytes
+    untouched = load_model(None, weights).model.state_dict()
+    # The contact head is not in ESM-2 checkpoints: fair-esm initialises it at random on each load.
+    from_checkpoint = {name: v for name, v in loaded.model.state_dict().items() if not name.startswith("contact_head.")}
+    assert all(torch.equal(value, untouched[name]) for name, value in from_checkpoint.items())
