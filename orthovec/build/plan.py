@@ -1,0 +1,593 @@
+"""`orthovec build`: the plan of steps a manifest implies, and running the ones not yet done.
+
+Steps: fetch and index (per species) → load (per species, into the embedded store or the Qdrant
+server the manifest names) and align and map (per pair) → groups (all species). Each finished
+step leaves a *stamp*
+(`ATLAS/build/<step>.json`): the key it ran under and the content hash of every output it wrote.
+The key hashes the step's settings and the output hashes of the steps it reads, so:
+
+- a step is skipped when its stamp's key equals the key computed now and its outputs still hold
+  the recorded content (checked by size and mtime first, hashed again only when those moved);
+- a changed source changes its fetch output hash, hence the keys of that species' index, its
+  pairs and the groups, and nothing else; an index that reproduces the same gene table leaves its
+  pairs untouched;
+- a killed build restarts where it stopped: stamps are written (atomically) only after a step's
+  outputs are complete, and the steps themselves resume (the indexer's chunk cache, the
+  download's partial file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from orthovec import __version__
+from orthovec.build.fetch import FetchConfig, fetch_proteome
+from orthovec.build.manifest import Manifest, SpeciesEntry
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import Invalid, Unavailable, UserError
+
+if TYPE_CHECKING:
+    from orthovec.indexer.pipeline import ProgressFactory
+
+StepKind = Literal["fetch", "index", "align", "map", "groups", "load"]
+Status = Literal["ran", "up to date", "to run", "unavailable", "shard done", "failed", "not reached"]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # "index:human", "map:human__mouse"
+    kind: StepKind
+    species: tuple[str, ...]
+    after: tuple[str, ...]  # steps whose outputs this one reads
+    params: dict[str, Any]  # the settings that change its output (part of the key)
+    #: An index step wants every core (or the GPU) to itself, and the embedded Qdrant store has one
+    #: writer at a time, so index and load steps take turns whatever --jobs says.
+    exclusive: bool = False
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    jobs: int = 1
+    shard: tuple[int, int] | None = None
+    dry_run: bool = False
+    refresh_sources: bool = False  # download remote sources again (steps downstream rerun only if content changed)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    qdrant_api_key: str | None = None
+
+
+@dataclass
+class BuildEvents:
+    """How a caller hears about the build: log lines, and embedding progress for each index step
+    (given the species, a context that yields the indexer's progress factory)."""
+
+    log: Callable[[str], None] = lambda message: None
+    embedding_progress: Callable[[str], contextlib.AbstractContextManager[ProgressFactory]] | None = None
+
+
+@dataclass
+class Outcome:
+    step: str
+    kind: StepKind
+    status: Status
+    reason: str = ""
+    seconds: float = 0.0  # this run
+    built_seconds: float | None = None  # when it last ran (a skipped step's cost when it was built)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BuildReport:
+    manifest: str
+    atlas: str
+    dry_run: bool
+    outcomes: list[Outcome]
+    seconds: float = 0.0
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Every step was current (an unavailable alignment is reported, not counted as work)."""
+        return all(o.status in ("up to date", "unavailable") for o in self.outcomes)
+
+    def of_kind(self, kind: StepKind) -> list[Outcome]:
+        return [o for o in self.outcomes if o.kind == kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "nothing_to_do": self.nothing_to_do}
+
+
+# --- the plan ---------------------------------------------------------------------------------
+
+
+def plan_steps(manifest: Manifest, options: BuildOptions, weights_digest: str) -> list[Step]:
+    """Every step the manifest implies, each after the steps it reads (a topological order)."""
+    settings = manifest.atlas
+    steps: list[Step] = []
+    for entry in manifest.species:
+        steps.append(Step(f"fetch:{entry.name}", "fetch", (entry.name,), (), _fetch_params(entry)))
+    for entry in manifest.species:
+        params = {
+            "model": settings.model,
+            "weights": weights_digest,
+            "layer": settings.layer,
+            "pooling": entry.pooling or settings.pooling,
+            "precision": settings.precision,
+            "long_seqs": settings.long_seqs,
+            "taxid": entry.taxid,
+            "unresolved": entry.unresolved,
+            "gene_map": str(entry.gene_map) if entry.gene_map else None,
+        }
+        steps.append(Step(f"index:{entry.name}", "index", (entry.name,), (f"fetch:{entry.name}",), params, True))
+    if options.shard is not None:  # array tasks embed; the final unsharded build does the rest
+        return steps
+    target = {"store": settings.qdrant_url or "embedded"}
+    for name in manifest.names:
+        steps.append(Step(f"load:{name}", "load", (name,), (f"index:{name}",), target, True))
+    maps: list[str] = []
+    for a, b in manifest.pairs():
+        after: tuple[str, ...] = (f"index:{a}", f"index:{b}")
+        if settings.align:
+            steps.append(Step(f"align:{a}__{b}", "align", (a, b), after, {"sensitivity": settings.align_sensitivity}))
+            after = (*after, f"align:{a}__{b}")
+        mapping = {
+            "k": settings.k,
+            "metric": settings.metric,
+            "margin": settings.margin,
+            "min_score": settings.min_score,
+        }
+        steps.append(Step(f"map:{a}__{b}", "map", (a, b), after, mapping))
+        maps.append(f"map:{a}__{b}")
+    if len(manifest.names) > 2:
+        steps.append(Step("groups", "groups", tuple(manifest.names), tuple(maps), {}))
+    return steps
+
+
+def _fetch_params(entry: SpeciesEntry) -> dict[str, Any]:
+    return {"source": str(entry.source), "sha256": entry.sha256}
+
+
+# --- stamps -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Stamp:
+    key: str
+    params: dict[str, Any]
+    inputs: dict[str, str]  # step name -> its output digest
+    outputs: dict[str, FileStamp]
+    info: dict[str, Any]
+    seconds: float
+    finished_at: str
+
+    @property
+    def digest(self) -> str:
+        """What downstream keys hash: the content of this step's outputs (the key when it has none)."""
+        if not self.outputs:
+            return self.key
+        return _hash({label: stamp.sha256 for label, stamp in self.outputs.items()})
+
+
+def _hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class FileHashes:
+    """SHA-256 of files, remembered by (size, mtime): a no-op rerun must not rehash gigabytes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._known: dict[str, list[Any]] = {}
+        if path.is_file():
+            with contextlib.suppress(ValueError):
+                self._known = json.loads(path.read_text())
+
+    def stamp(self, path: Path) -> FileStamp:
+        stat = path.stat()
+        key = str(path.resolve())
+        with self._lock:
+            known = self._known.get(key)
+        if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+            return FileStamp(str(path), known[2], stat.st_size, stat.st_mtime_ns)
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        with self._lock:
+            self._known[key] = [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+        return FileStamp(str(path), digest.hexdigest(), stat.st_size, stat.st_mtime_ns)
+
+    def save(self) -> None:
+        with self._lock:
+            _write_json(self.path, self._known)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+class Stamps:
+    """The stamps of one atlas's build directory."""
+
+    def __init__(self, directory: Path, hashes: FileHashes) -> None:
+        self.directory, self.hashes = directory, hashes
+
+    def path(self, step: str) -> Path:
+        return self.directory / f"{step.replace(':', '-')}.json"
+
+    def read(self, step: str) -> Stamp | None:
+        path = self.path(step)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            outputs = {label: FileStamp(**stamp) for label, stamp in data.pop("outputs").items()}
+            return Stamp(outputs=outputs, **data)
+        except (ValueError, TypeError, KeyError):
+            return None  # written by another version: rebuild the step rather than trust it
+
+    def write(self, stamp: Stamp, step: str) -> None:
+        _write_json(self.path(step), asdict(stamp))
+
+    def staleness(self, stamp: Stamp | None, key: str, params: dict[str, Any], inputs: dict[str, str]) -> str:
+        """Why a step must run ("" when its stamp is current)."""
+        if stamp is None:
+            return "not built yet"
+        if stamp.key != key:
+            changed = [name for name in sorted(params) if stamp.params.get(name) != params[name]]
+            if changed:
+                return f"settings changed ({', '.join(changed)})"
+            moved = [name for name in sorted(inputs) if stamp.inputs.get(name) != inputs[name]]
+            return f"input changed ({', '.join(moved)})" if moved else "inputs changed"
+        for label, recorded in stamp.outputs.items():
+            path = Path(recorded.path)
+            if not path.is_file():
+                return f"{label} missing ({path})"
+            if self.hashes.stamp(path).sha256 != recorded.sha256:
+                return f"{label} was modified ({path})"
+        return ""
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Done:
+    outputs: dict[str, Path]
+    info: dict[str, Any]
+    status: Status = "ran"
+
+
+class _StepUnavailable(Exception):
+    """The step cannot run in this install (e.g. alignment without MMseqs2); the build goes on."""
+
+
+def weights_identity(manifest: Manifest, hashes: FileHashes) -> str:
+    """The weights as the index key sees them: the checkpoint's content, or the hub model's name."""
+    weights = manifest.atlas.weights
+    return hashes.stamp(weights).sha256 if weights else f"hub:{manifest.atlas.model}"
+
+
+def run_build(manifest: Manifest, atlas: Atlas, options: BuildOptions, events: BuildEvents) -> BuildReport:
+    """Run (or, with `dry_run`, describe) every step of the manifest that is not already done."""
+    started = time.perf_counter()
+    # Stamps record output paths; absolute ones stay true when the next build runs from elsewhere.
+    atlas = Atlas(atlas.root.absolute())
+    state = atlas.build_state()
+    hashes = FileHashes(state / "file_hashes.json")
+    stamps = Stamps(state, hashes)
+    steps = plan_steps(manifest, options, weights_identity(manifest, hashes))
+    report = BuildReport(str(manifest.path), str(atlas.root), options.dry_run, [])
+    with _build_lock(state, options):
+        runner = _Runner(manifest, atlas, options, events, stamps, steps)
+        report.outcomes = runner.run()
+    if not options.dry_run:
+        hashes.save()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+@contextlib.contextmanager
+def _build_lock(state: Path, options: BuildOptions) -> Iterator[None]:
+    """One unsharded build per atlas at a time; shards of one array run side by side by design."""
+    if options.dry_run or options.shard is not None:
+        yield
+        return
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Unavailable(
+                f"Another `orthovec build` is running on {state.parent}; wait for it to finish (a build of the "
+                "same manifest afterwards is a no-op)."
+            ) from None
+        yield
+
+
+class _Runner:
+    """Schedules the steps: a step starts once the steps it reads are done, up to `jobs` at a time."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        atlas: Atlas,
+        options: BuildOptions,
+        events: BuildEvents,
+        stamps: Stamps,
+        steps: list[Step],
+    ) -> None:
+        self.manifest, self.atlas, self.options, self.events, self.stamps = manifest, atlas, options, events, stamps
+        self.steps = {step.name: step for step in steps}
+        self.outcomes: dict[str, Outcome] = {}
+        self.digests: dict[str, str] = {}  # finished (or current) step -> output digest
+
+    def run(self) -> list[Outcome]:
+        pending = list(self.steps.values())
+        running: dict[Future[_Done], tuple[Step, str, dict[str, str], float]] = {}
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
+            while pending or running:
+                for step in list(pending):
+                    if failure is not None:
+                        break
+                    blocked = [name for name in step.after if name in self.outcomes and name not in self.digests]
+                    if blocked:
+                        pending.remove(step)
+                        why = f"{blocked[0]} {self.outcomes[blocked[0]].status}"
+                        self.outcomes[step.name] = Outcome(step.name, step.kind, "not reached", why)
+                        continue
+                    if not all(name in self.digests for name in step.after):
+                        continue
+                    inputs = {name: self.digests[name] for name in step.after}
+                    key = _hash({"step": step.kind, "params": step.params, "inputs": inputs})
+                    stamp = self.stamps.read(step.name)
+                    reason = self._reason(step, stamp, key, inputs)
+                    if not reason and stamp is not None:
+                        pending.remove(step)
+                        self.digests[step.name] = stamp.digest
+                        self.outcomes[step.name] = Outcome(
+                            step.name, step.kind, "up to date", "", 0.0, stamp.seconds, stamp.info
+                        )
+                        continue
+                    if self.options.dry_run:
+                        pending.remove(step)
+                        self.outcomes[step.name] = Outcome(step.name, step.kind, "to run", reason)
+                        continue
+                    busy = len(running) >= max(1, self.options.jobs)
+                    if busy or (step.exclusive and any(s.exclusive for s, *_ in running.values())):
+                        continue
+                    pending.remove(step)
+                    self.events.log(f"{step.name}: running ({reason})")
+                    running[pool.submit(self._execute, step)] = (step, key, inputs, time.perf_counter())
+                if self.options.dry_run:
+                    self._dry_run_rest(pending)
+                    break
+                if not running:
+                    if failure is not None or not pending:
+                        break
+                    # nothing can start and nothing runs: the rest wait on steps that did not finish
+                    for step in pending:
+                        self.outcomes[step.name] = Outcome(
+                            step.name, step.kind, "not reached", "an input did not finish"
+                        )
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    step, key, inputs, began = running.pop(future)
+                    try:
+                        self._finish(step, key, inputs, began, future.result())
+                    except BaseException as err:  # reported below, after the running steps end
+                        seconds = time.perf_counter() - began
+                        self.outcomes[step.name] = Outcome(step.name, step.kind, "failed", _first_line(err), seconds)
+                        failure = failure or err
+        if failure is not None:
+            raise _with_step(failure, self._failed_step())
+        return [self.outcomes[name] for name in self.steps if name in self.outcomes]
+
+    def _reason(self, step: Step, stamp: Stamp | None, key: str, inputs: dict[str, str]) -> str:
+        if step.kind == "fetch" and self.options.refresh_sources and self.manifest_entry(step).source.remote:
+            return "--refresh-sources"
+        return self.stamps.staleness(stamp, key, step.params, inputs)
+
+    def _dry_run_rest(self, pending: list[Step]) -> None:
+        for step in pending:
+            waiting = [name for name in step.after if name not in self.digests]
+            self.outcomes[step.name] = Outcome(step.name, step.kind, "to run", f"after {', '.join(waiting)}")
+
+    def _finish(self, step: Step, key: str, inputs: dict[str, str], began: float, done: _Done) -> None:
+        seconds = time.perf_counter() - began
+        if done.status != "ran":
+            self.outcomes[step.name] = Outcome(step.name, step.kind, done.status, done.info.get("why", ""), seconds)
+            if done.status == "unavailable":
+                self.digests[step.name] = "unavailable"  # later steps run without this evidence
+            self.events.log(f"{step.name}: {done.status} ({done.info.get('why', '')})")
+            return
+        outputs = {label: self.stamps.hashes.stamp(path) for label, path in done.outputs.items()}
+        finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = Stamp(key, step.params, inputs, outputs, done.info, round(seconds, 3), finished)
+        self.stamps.write(stamp, step.name)
+        self.digests[step.name] = stamp.digest
+        self.outcomes[step.name] = Outcome(step.name, step.kind, "ran", "", seconds, seconds, done.info)
+        self.events.log(f"{step.name}: done in {seconds:.1f} s")
+
+    def _failed_step(self) -> str:
+        return next((o.step for o in self.outcomes.values() if o.status == "failed"), "?")
+
+    def manifest_entry(self, step: Step) -> SpeciesEntry:
+        return next(entry for entry in self.manifest.species if entry.name == step.species[0])
+
+    # --- the steps themselves (run in worker threads) ----------------------------------------
+
+    def _execute(self, step: Step) -> _Done:
+        try:
+            return getattr(self, f"_{step.kind}")(step)
+        except _StepUnavailable as why:
+            return _Done({}, {"why": str(why)}, "unavailable")
+
+    def _fetch(self, step: Step) -> _Done:
+        entry = self.manifest_entry(step)
+        fetched = fetch_proteome(
+            entry.source,
+            self.atlas.download_cache(),
+            self.options.fetch,
+            expected_sha256=entry.sha256,
+            reuse=not self.options.refresh_sources,
+            log=self._log(step),
+        )
+        _write_json(
+            self.atlas.source_record(entry.name), {"species": entry.name, "orthovec": __version__, **fetched.to_dict()}
+        )
+        info = {"records": fetched.n_records, "sha256": fetched.sha256, "url": fetched.url}
+        return _Done({"fasta": Path(fetched.path)}, info)
+
+    def _index(self, step: Step) -> _Done:
+        from orthovec.indexer.pipeline import IndexConfig, index_species
+
+        entry, settings = self.manifest_entry(step), self.manifest.atlas
+        fasta = self._output(f"fetch:{entry.name}", "fasta")
+        config = IndexConfig(
+            fasta=fasta,
+            species=entry.name,
+            atlas=self.atlas,
+            model=settings.model,
+            weights=settings.weights,
+            taxid=entry.taxid,
+            pooling=entry.pooling or settings.pooling,
+            device=settings.device,
+            toks_per_batch=settings.toks_per_batch,
+            precision=settings.precision,
+            long_seqs=settings.long_seqs,
+            layer=settings.layer,
+            shard=self.options.shard,
+            gene_map=entry.gene_map,
+            unresolved=entry.unresolved,
+        )
+        progress = self.events.embedding_progress
+        with progress(entry.name) if progress else contextlib.nullcontext(None) as start:
+            # no sink: the load step puts the genes into the store, so a new Qdrant URL redoes only that
+            result = index_species(config, sink=None, progress=start, log=self._log(step))
+        if not result.complete:
+            return _Done({}, {"why": f"{result.chunks_missing} chunks wait for other shards"}, "shard done")
+        info = {
+            "model": result.model,
+            "genes": result.n_genes,
+            "proteins": result.read.n_proteins,
+            "records": result.read.n_records,
+            "skipped": dict(result.read.skipped),
+            "embedded": result.n_embedded_sequences,
+        }
+        genes = self.atlas.genes(entry.name, result.model)
+        return _Done({"proteins": self.atlas.proteins(entry.name), "genes": genes}, info)
+
+    def _align(self, step: Step) -> _Done:
+        try:
+            from orthovec.lookup.align import align_species
+        except ImportError as err:
+            raise _StepUnavailable(
+                f"sequence alignment is not part of this install ({err}); the mapping runs on embeddings alone"
+            ) from None
+        a, b = step.species
+        try:
+            path = align_species(
+                self.atlas,
+                a,
+                b,
+                threads=self.manifest.atlas.align_threads,
+                sensitivity=self.manifest.atlas.align_sensitivity,
+                progress=self._log(step),
+            )
+        except Unavailable as err:  # e.g. no mmseqs binary: the build still maps on embeddings
+            raise _StepUnavailable(str(err)) from None
+        return _Done({"alignment": Path(path)}, {})
+
+    def _map(self, step: Step) -> _Done:
+        from orthovec.lookup.mapping import MappingParams, map_species
+
+        a, b = step.species
+        settings = self.manifest.atlas
+        params = MappingParams(
+            k=settings.k, metric=settings.metric, margin=settings.margin, min_score=settings.min_score
+        )
+        summary = map_species(self.atlas, [a, b], self._model(), params)[0]
+        info = {key: value for key, value in asdict(summary).items() if key not in ("path", "seconds")}
+        return _Done({"mapping": Path(summary.path)}, info)
+
+    def _groups(self, step: Step) -> _Done:
+        from orthovec.lookup.mapping import write_table_groups
+        from orthovec.schemas.tables import MAPPING, read_table
+
+        model = self._model()
+        tables = {
+            (a, b): read_table(self._output(f"map:{a}__{b}", "mapping"), MAPPING) for a, b in self.manifest.pairs()
+        }
+        write_table_groups(self.atlas, model, list(step.species), tables)
+        path = self.atlas.multi_mapping(model, list(step.species))
+        if not path.is_file():
+            return _Done({}, {"groups": 0})
+        import pyarrow.parquet as pq
+
+        return _Done({"groups": path}, {"groups": pq.ParquetFile(path).metadata.num_rows})
+
+    def _load(self, step: Step) -> _Done:
+        from orthovec.lookup.load import load_atlas
+        from orthovec.lookup.store import open_store
+
+        store = open_store(self.atlas, self.manifest.atlas.qdrant_url, api_key=self.options.qdrant_api_key)
+        try:
+            (loaded,) = load_atlas(self.atlas, store, list(step.species), self._model())
+        finally:
+            store.close()
+        return _Done({}, {"genes": loaded.genes, "removed": loaded.removed})
+
+    def _output(self, step: str, label: str) -> Path:
+        stamp = self.stamps.read(step)
+        if stamp is None or label not in stamp.outputs:
+            raise Invalid(f"{self.stamps.path(step)}: the {step} step left no {label}; run the build again.")
+        return Path(stamp.outputs[label].path)
+
+    def _model(self) -> str:
+        stamps = [self.stamps.read(f"index:{name}") for name in self.manifest.names]
+        found = {stamp.info["model"] for stamp in stamps if stamp is not None}
+        if len(found) != 1:
+            raise Invalid(f"The species of {self.manifest.path} were indexed with different models ({found}).")
+        return found.pop()
+
+    def _log(self, step: Step) -> Callable[[str], None]:
+        return lambda message: self.events.log(f"{step.name}: {message}")
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0][:200]
+
+
+def _with_step(err: BaseException, step: str) -> BaseException:
+    """A user error keeps its kind and gains the step it happened in; a bug keeps its traceback."""
+    if isinstance(err, UserError):
+        kind = type(err)
+        wrapped = kind(f"{step}: {err} (steps finished before it are kept; run the build again after fixing this)")
+        wrapped.__cause__ = err
+        return wrapped
+    return err
