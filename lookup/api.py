@@ -1,11 +1,16 @@
-"""HTTP API over the lookup functions (FastAPI; OpenAPI at /openapi.json, docs at /docs).
+"""HTTP API over the lookup functions (FastAPI; OpenAPI at /openapi.json, docs at /docs and /redoc,
+a lookup page at /).
 
-The same `orthovec.lookup.query` functions as the CLI answer every request. Status codes:
-404 for something that is not there (species, gene, model, mapping table; the body is the CLI's
-message with close matches), 400 for a request that names several things (an ambiguous gene
-symbol, no `model` while the store holds several), 422 for malformed input and requests over the
-`ApiLimits`, 413 for an oversized body, 401 for a missing API key, 503 when sequences cannot be
-embedded (no --weights) or the Qdrant server does not answer. A 500 is a bug.
+The same `orthovec.lookup.query` functions as the CLI answer every request, and their typed
+errors choose the status through one table (`orthovec.schemas.errors.http_status`): 404 for
+something that is not there (species, gene, model, mapping table; the body is the CLI's message
+with close matches), 400 for a request that names several things (an ambiguous gene symbol, no
+`model` while the store holds several), 422 for malformed input and requests over the `ApiLimits`,
+413 for an oversized body, 401 for a missing API key, 503 when sequences cannot be embedded (no
+--weights) or the Qdrant server does not answer. A 500 is a bug.
+
+Everything a browser loads (the page, Swagger UI, ReDoc) is served from the installed package, so
+the docs and the page work on machines with no internet (HPC clusters, clinical networks).
 
 Concurrency: FastAPI runs these sync handlers in a thread pool. Qdrant Edge (a Rust engine with
 its own locking) and the remote qdrant-client (an httpx client) take concurrent reads: 8 threads
@@ -17,6 +22,8 @@ with no thread-safety promise, so calls on it, and on any other store, are seria
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime, and
 # they use this factory's local limits and request model.
 import contextlib
+import difflib
+import math
 import secrets
 import threading
 from collections import OrderedDict
@@ -28,22 +35,29 @@ import numpy as np
 import polars as pl
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader
-from orthovec.lookup.query import Hit, check_species, choose_model, homologs_of_gene, homologs_of_vectors
-from orthovec.lookup.store import EdgeStore, GeneStore, ServerStore, describe
-from orthovec.schemas import api
-from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import UserError
-from orthovec.schemas.tables import MAPPING, RELATIONS, read_table
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from orthovec import __version__
+from orthovec.lookup.query import Hit, check_species, choose_model, homologs_of_gene, homologs_of_vectors
+from orthovec.lookup.sequence import atlas_embedding_settings
+from orthovec.lookup.store import EdgeStore, GeneStore, ServerStore, describe
+from orthovec.schemas import api
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import Ambiguous, NotFound, Unavailable, UserError, http_status
+from orthovec.schemas.tables import MAPPING, RELATIONS, read_table
 
 #: sequences, model -> (len(sequences), dim) vectors comparable with the store's gene vectors.
 SequenceEmbedder = Callable[[list[str], str], np.ndarray]
 
+#: The lookup page: HTML, CSS and JS shipped as package data (no CDN, no build step).
+WEB = Path(__file__).parent / "web"
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="required when the server has a key")
 ERROR = {"model": api.ErrorResponse}
 NO_WEIGHTS = (
@@ -54,10 +68,6 @@ NO_WEIGHTS = (
 #: Parsed mapping tables kept in memory (a 20k x 20k top-k table is a few MB).
 MAPPING_CACHE_SIZE = 8
 DEFAULT_LIMITS = api.ApiLimits()
-
-
-class EmbedderUnavailable(Exception):
-    """The server cannot embed sequences right now (its weights failed to load): answered with 503."""
 
 
 def _is_local_mode(store: GeneStore) -> bool:
@@ -75,9 +85,40 @@ def _hit(hit: Hit) -> api.HitModel:
     return api.HitModel(**{name: getattr(hit, name) for name in api.HitModel.model_fields})
 
 
-def _unprocessable(message: str, where: list[str]) -> HTTPException:
-    """A 422 shaped like FastAPI's own validation errors, so clients parse one format."""
-    return HTTPException(status_code=422, detail=[{"loc": where, "msg": message, "type": "value_error"}])
+def _json_safe(value: Any) -> Any:
+    """`value` with every non-finite float spelled as a string: JSON has no inf or NaN, and a
+    validation error that echoes `"k": 1e999` back must not fail while being written (a 500)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def mapping_pairs(atlas: Atlas, model: str) -> list[tuple[str, str]]:
+    """(species_a, species_b) of every pairwise mapping table `orthovec map` wrote for `model`."""
+    folder = atlas.mapping(model, "a", "b").parent
+    pairs = []
+    for path in sorted(folder.glob("*__*.parquet")) if folder.is_dir() else []:
+        names = path.stem.split("__")
+        if len(names) == 2 and path == atlas.mapping(model, *names):  # not groups__a__b__c tables
+            pairs.append((names[0], names[1]))
+    return pairs
+
+
+def suggest_genes(genes: list[tuple[str, str, str | None]], text: str, limit: int) -> list[tuple[str, str | None]]:
+    """Genes whose symbol or ID starts with `text` (any case), then those containing it, then close
+    spellings: what a search box offers while someone types a gene name."""
+    wanted = text.upper()
+    starts = [g for g in genes if g[0].startswith(wanted) or g[1].upper().startswith(wanted)]
+    contains = [g for g in genes if wanted in g[0] or wanted in g[1].upper()] if len(starts) < limit else []
+    chosen = list(dict.fromkeys(starts + contains))[:limit]
+    if not chosen:
+        by_key = {g[0]: g for g in genes}
+        chosen = [by_key[key] for key in difflib.get_close_matches(wanted, list(by_key), n=limit, cutoff=0.6)]
+    return [(gene_id, symbol) for _, gene_id, symbol in chosen]
 
 
 class MappingTables:
@@ -108,22 +149,39 @@ class MappingTables:
 
 
 class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` (declared Content-Length) with 413 before reading them."""
+    """Refuse request bodies over `max_bytes` with 413: at once when Content-Length declares more,
+    otherwise as soon as the bytes actually received pass the limit, so a chunked upload (which
+    declares no length) is cut off there instead of being buffered whole.
+
+    Starlette's own `max_body_size` does the counting too, but answers in plain text; this keeps
+    the API's one error shape, `{"detail": ...}`.
+    """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.detail = f"Request body over {max_bytes:,} bytes; send fewer sequences."
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > self.max_bytes:
-                response = JSONResponse(
-                    status_code=413,
-                    content={"detail": f"Request body over {self.max_bytes:,} bytes; send fewer sequences."},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await JSONResponse(status_code=413, content={"detail": self.detail})(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # FastAPI re-raises an HTTPException met while reading the body, and its handler
+                # writes the usual JSON error; the rest of the upload is never read.
+                raise HTTPException(status_code=413, detail=self.detail)
+            return message
+
+        await self.app(scope, counting_receive, send)
 
 
 def create_app(
@@ -139,6 +197,7 @@ def create_app(
     lock = store_lock(store)
     embed_lock = threading.Lock()  # one embedding batch at a time: a model's activations are large
     mapping_tables = MappingTables()
+    gene_lists: dict[tuple[str, str, int], list[tuple[str, str, str | None]]] = {}
     with lock:
         # Open every shard now: lazily opening one from two request threads at once would race.
         for model in store.models():
@@ -148,14 +207,16 @@ def create_app(
         if api_key is not None and not (key and secrets.compare_digest(key.encode(), api_key.encode())):
             raise HTTPException(status_code=401, detail="Missing or wrong X-API-Key header.")
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI and ReDoc from files inside its package instead of a CDN.
+    app = FastAPIOffline(
         title="orthovec",
         version=__version__,
         description=(
             "Cross-species homologs from ESM-2 gene vectors: nearest genes of a gene or of raw protein "
             'sequences, and pages of precomputed mapping tables. Errors are `{"detail": ...}` with a '
-            "message saying what to change."
+            "message saying what to change. A lookup page for people is at `/`."
         ),
+        swagger_ui_parameters={"validatorUrl": None},  # the default badge asks validator.swagger.io
     )
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     if cors_origins:
@@ -167,12 +228,12 @@ def create_app(
         )
 
     @app.exception_handler(UserError)
-    async def not_found(request: Request, error: UserError) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(error)})
+    async def user_error(request: Request, error: UserError) -> JSONResponse:
+        return JSONResponse(status_code=http_status(error), content={"detail": str(error)})
 
-    @app.exception_handler(EmbedderUnavailable)
-    async def cannot_embed(request: Request, error: EmbedderUnavailable) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(error)})
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(error.errors()))})
 
     @app.exception_handler(ResponseHandlingException)
     async def store_down(request: Request, error: ResponseHandlingException) -> JSONResponse:
@@ -181,26 +242,21 @@ def create_app(
 
     def use_model(requested: str | None) -> str:
         if requested is None and len(models := store.models()) > 1:
-            raise HTTPException(
-                status_code=400,
-                detail=f"The store holds several models ({', '.join(models)}); choose one with `model=`.",
-            )
+            raise Ambiguous(f"The store holds several models ({', '.join(models)}); choose one with `model=`.")
         return choose_model(store, requested)
-
-    def gene_error_status(model: str, from_species: str, to: list[str] | None, gene: str) -> int:
-        """Which of homologs_of_gene's user errors happened (error path only): an ambiguous name is 400."""
-        try:
-            known = check_species(store, model, [from_species, *(to or [])])
-        except UserError:
-            return 404
-        has_targets = bool(to) or any(name != from_species for name in known)
-        return 400 if has_targets and store.find_genes(model, from_species, gene) else 404
 
     secured = [Depends(require_key)]
     auth = {401: ERROR} if api_key is not None else {}
     ModelParam = Annotated[
         str | None, Query(pattern=api.NAME_PATTERN, max_length=100, description="default: the only model")
     ]
+
+    app.mount("/web", StaticFiles(directory=WEB), name="web")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The lookup page (public like /docs; its data requests carry the API key when there is one)."""
+        return FileResponse(WEB / "index.html", media_type="text/html")
 
     @app.get("/health", response_model=api.HealthResponse, responses={503: {"model": api.HealthResponse}})
     def health() -> Any:
@@ -224,6 +280,55 @@ def create_app(
             ]
         return api.SpeciesResponse(species=rows)
 
+    @app.get("/atlas", response_model=api.AtlasResponse, responses=auth, dependencies=secured)
+    def atlas_info() -> api.AtlasResponse:
+        """What this server holds and how it was made: per model its provenance (weights sha256, layer,
+        pooling, precision), species with gene counts and mapping tables; and whether it embeds sequences."""
+        with lock:
+            counts = {model: store.species_counts(model) for model in store.models()}
+        models = []
+        for model, species_counts in counts.items():
+            settings = atlas_embedding_settings(atlas, model) if atlas is not None else {}
+            models.append(
+                api.ModelInfo(
+                    model=model,
+                    **{key: settings.get(key) for key in api.PROVENANCE_FIELDS},
+                    species=[
+                        api.SpeciesCount(species=name, model=model, genes=count)
+                        for name, count in sorted(species_counts.items())
+                    ],
+                    mappings=[
+                        api.MappingPair(species_a=a, species_b=b)
+                        for a, b in (mapping_pairs(atlas, model) if atlas is not None else [])
+                    ],
+                )
+            )
+        return api.AtlasResponse(
+            orthovec=__version__, store=describe(store), sequence_queries=sequence_embedder is not None, models=models
+        )
+
+    @app.get("/genes", response_model=api.GeneSuggestions, responses={404: ERROR, **auth}, dependencies=secured)
+    def genes(
+        species: Annotated[str, Query(pattern=api.NAME_PATTERN, max_length=100)],
+        q: Annotated[str, Query(min_length=1, max_length=200, description="start of a symbol or ID, any case")],
+        limit: Annotated[int, Query(ge=1, le=100)] = 10,
+        model: ModelParam = None,
+    ) -> api.GeneSuggestions:
+        """Genes of one species whose symbol or ID starts with (then contains) `q`: suggestions for a search box."""
+        with lock:
+            chosen = use_model(model)
+            count = check_species(store, chosen, [species])[species]
+            key = (chosen, species, count)  # a store that gained or lost genes is listed again
+            if key not in gene_lists:
+                gene_lists[key] = sorted(
+                    ((g.gene_symbol or g.gene_id).upper(), g.gene_id, g.gene_symbol)
+                    for g in store.list_genes(chosen, species)
+                )
+        found = suggest_genes(gene_lists[key], q, limit)
+        return api.GeneSuggestions(
+            genes=[api.GeneModel(species=species, gene_id=gene_id, gene_symbol=symbol) for gene_id, symbol in found]
+        )
+
     @app.get(
         "/homologs",
         response_model=api.HomologsResponse,
@@ -243,10 +348,7 @@ def create_app(
         """Top-k homolog candidates of one gene in each target species."""
         with lock:
             chosen = use_model(model)
-            try:
-                hits = homologs_of_gene(store, gene, from_species, to or None, k, chosen)
-            except UserError as error:
-                raise HTTPException(gene_error_status(chosen, from_species, to, gene), str(error)) from error
+            hits = homologs_of_gene(store, gene, from_species, to or None, k, chosen)
         first = hits[0] if hits else None
         query = api.GeneModel(
             species=from_species,
@@ -267,15 +369,12 @@ def create_app(
         """Top-k genes per target species for raw protein sequences, embedded on the fly (no RBH flag)."""
         query: api.SequenceQuery = body  # type: ignore[assignment]
         if sequence_embedder is None:
-            raise HTTPException(status_code=503, detail=NO_WEIGHTS)
+            raise Unavailable(NO_WEIGHTS)
         with lock:
             chosen = use_model(query.model)
             check_species(store, chosen, query.to)
-        try:
-            with embed_lock:
-                vectors = sequence_embedder([s.sequence for s in query.sequences], chosen)
-        except UserError as error:
-            raise _unprocessable(str(error), ["body", "sequences"]) from error
+        with embed_lock:
+            vectors = sequence_embedder([s.sequence for s in query.sequences], chosen)
         with lock:
             results = homologs_of_vectors(store, chosen, vectors, query.to, query.k)
         return api.SequenceResponse(
@@ -300,19 +399,20 @@ def create_app(
         model: ModelParam = None,
         relation: Annotated[str | None, Query(pattern="^(" + "|".join(RELATIONS) + ")$")] = None,
         min_score: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        # Bounded so that offset + limit stays a valid row index (a 2**63 offset overflowed polars: a 500).
+        offset: Annotated[int, Query(ge=0, le=limits.max_offset)] = 0,
         limit: Annotated[int, Query(ge=1, le=limits.max_page)] = 100,
     ) -> api.MappingPage:
         """A page of the mapping table species_a → species_b (written by `orthovec map`), filtered."""
         if atlas is None:
-            raise UserError("This server has no atlas directory, so no mapping tables (start it with --atlas).")
+            raise NotFound("This server has no atlas directory, so no mapping tables (start it with --atlas).")
         with lock:
             chosen = use_model(model)
         path = atlas.mapping(chosen, species_a, species_b)
         if not path.is_file():
             reverse = atlas.mapping(chosen, species_b, species_a)
             hint = f" The reverse table exists: GET /mappings/{species_b}/{species_a}." if reverse.is_file() else ""
-            raise UserError(
+            raise NotFound(
                 f"No {chosen} mapping table {species_a} → {species_b} ({path}). Make it with "
                 f"`orthovec map {species_a} {species_b} --model {chosen}`.{hint}"
             )

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
 from orthovec.lookup.store import GeneStore, StoredGene
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Ambiguous, NotFound
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,12 @@ def choose_model(store: GeneStore, model: str | None) -> str:
     models = store.models()
     if model:
         if model not in models:
-            raise UserError(
-                f"No vectors for model '{model}' in the store (it holds: {', '.join(models) or 'nothing'})."
-            )
+            raise NotFound(f"No vectors for model '{model}' in the store (it holds: {', '.join(models) or 'nothing'}).")
         return model
     if not models:
-        raise UserError("The store holds no gene vectors yet. Index a proteome with `orthovec index` first.")
+        raise NotFound("The store holds no gene vectors yet. Index a proteome with `orthovec index` first.")
     if len(models) > 1:
-        raise UserError(f"The store holds several models ({', '.join(models)}); choose one with --model.")
+        raise Ambiguous(f"The store holds several models ({', '.join(models)}); choose one with --model.")
     return models[0]
 
 
@@ -58,7 +57,7 @@ def check_species(store: GeneStore, model: str, species: Sequence[str]) -> dict[
         if name not in known:
             close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise UserError(
+            raise NotFound(
                 f"Unknown species '{name}' for model {model}.{hint} The store holds: "
                 f"{', '.join(sorted(known)) or 'no species'}."
             )
@@ -77,12 +76,12 @@ def resolve_gene(store: GeneStore, model: str, species: str, name: str) -> Store
         close = difflib.get_close_matches(name, sorted(names), n=5, cutoff=0.6)
         close += [n for n in sorted(names) if n.upper() == name.upper() and n not in close]
         hint = f" Close matches: {', '.join(close)}." if close else ""
-        raise UserError(f"No gene '{name}' in {species}.{hint}")
+        raise NotFound(f"No gene '{name}' in {species}.{hint}")
     exact = [g for g in candidates if name in (g.gene_id, g.gene_symbol)]
     chosen = exact or candidates
     if len({g.gene_id for g in chosen}) > 1:
         listing = ", ".join(f"{g.gene_symbol} ({g.gene_id})" for g in chosen[:10])
-        raise UserError(f"'{name}' is ambiguous in {species}: {listing}. Query by gene ID instead.")
+        raise Ambiguous(f"'{name}' is ambiguous in {species}: {listing}. Query by gene ID instead.")
     return chosen[0]
 
 
@@ -146,7 +145,7 @@ def homologs_of_gene(
     known = check_species(store, model, [from_species, *(to_species or [])])
     targets = list(to_species) if to_species else sorted(s for s in known if s != from_species)
     if not targets:
-        raise UserError(f"No other species than {from_species} in the store: index a second proteome first.")
+        raise NotFound(f"No other species than {from_species} in the store: index a second proteome first.")
     query = resolve_gene(store, model, from_species, gene)
     vector = store.gene_vectors(model, from_species, [query.gene_id])
     return search_vectors(store, model, vector, targets, k, from_species, [query])[0]

@@ -1,30 +1,35 @@
-"""`orthovec serve`: the HTTP API on one store (the atlas's embedded store or a Qdrant server)."""
+"""Running the HTTP API on one store (the atlas's embedded store or a Qdrant server): `orthovec serve`."""
 
 from __future__ import annotations
 
-import os
+import asyncio
 import socket
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-import click
+import h11
 import numpy as np
-from orthovec.lookup.api import EmbedderUnavailable, SequenceEmbedder, create_app
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from orthovec.lookup.api import SequenceEmbedder, create_app
 from orthovec.lookup.sequence import embedder_for_atlas
 from orthovec.lookup.store import GeneStore, ServerStore, describe, open_store
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Unavailable, UserError
 
-from orthovec.options import atlas_option
+#: Seconds a client has to send one whole request (line, headers and body) before it gets 408.
+DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 def lazy_sequence_embedder(atlas: Atlas, weights: Path, device: str) -> SequenceEmbedder:
     """One embedder per model, built on first use (loading ESM-2 takes seconds to minutes).
 
-    A residue problem in a request stays a UserError (422); weights that cannot serve this atlas
-    (wrong checkpoint, unreadable file) are the server's problem and answer 503 on every call.
+    A residue problem in a request stays the caller's error (4xx); weights that cannot serve this
+    atlas (wrong checkpoint, unreadable file) are the server's problem: `Unavailable`, 503 on every call.
     """
-    built: dict[str, object] = {}
+    built: dict[str, Any] = {}
     build_lock = threading.Lock()
 
     def embed(sequences: list[str], model: str) -> np.ndarray:
@@ -33,24 +38,27 @@ def lazy_sequence_embedder(atlas: Atlas, weights: Path, device: str) -> Sequence
                 try:
                     built[model] = embedder_for_atlas(atlas, model, weights, device)
                 except UserError as error:
-                    raise EmbedderUnavailable(f"Cannot embed sequences with {weights}: {error}") from error
-        return built[model](sequences)  # type: ignore[operator]
+                    raise Unavailable(f"Cannot embed sequences with {weights}: {error}") from error
+        embedded: np.ndarray = built[model](sequences)
+        return embedded
 
     return embed
 
 
 def open_for_serving(atlas: Atlas, qdrant_url: str | None, qdrant_api_key: str | None) -> GeneStore:
-    """Open the store and touch every model now, so a locked or empty store fails before listening."""
-    store = open_store(atlas, qdrant_url, api_key=qdrant_api_key)
+    """Open the store as a reader and check every model now, so a busy, mixed or empty store fails before listening."""
+    from orthovec.lookup.load import check_store_space
+
+    store = open_store(atlas, qdrant_url, api_key=qdrant_api_key, read_only=True)
     try:
         models = store.models()
         for model in models:
-            store.species_counts(model)  # opens the Edge shard: raises "open in another orthovec process"
+            check_store_space(store, model)  # opens the Edge shard; vectors of two spaces are refused
     except BaseException:
         store.close()
         raise
     if not models and not isinstance(store, ServerStore):
-        # Nobody else may write the embedded store while we hold it, so it would stay empty.
+        # No writer may change the embedded store while we hold it, so it would stay empty.
         store.close()
         raise UserError(
             f"The atlas {atlas.root} holds no gene vectors. Index proteomes first (`orthovec index "
@@ -65,75 +73,87 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise UserError(f"Cannot listen on {host}:{port} ({error.strerror}); choose another --port.") from error
+            raise Unavailable(f"Cannot listen on {host}:{port} ({error.strerror}); choose another --port.") from error
 
 
-@click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to listen on every interface.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@atlas_option
-@click.option(
-    "--qdrant-url",
-    envvar="ORTHOVEC_QDRANT_URL",
-    help="Serve from this Qdrant server instead of the atlas's embedded store [env ORTHOVEC_QDRANT_URL].",
-)
-@click.option(
-    "--qdrant-api-key",
-    envvar="ORTHOVEC_QDRANT_API_KEY",
-    help="Qdrant server API key [env ORTHOVEC_QDRANT_API_KEY].",
-)
-@click.option(
-    "--weights",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="ESM-2 checkpoint the atlas was indexed with; enables POST /homologs/sequence.",
-)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option(
-    "--api-key-env",
-    metavar="NAME",
-    help="Require header X-API-Key equal to this environment variable's value "
-    "(on all but /health, /openapi.json, /docs).",
-)
-@click.option(
-    "--cors-origin",
-    "cors_origins",
-    multiple=True,
-    help="Allow browser calls from this origin (repeatable; default none).",
-)
-def serve_command(
-    host: str,
-    port: int,
-    atlas: Atlas,
-    qdrant_url: str | None,
-    qdrant_api_key: str | None,
-    weights: Path | None,
-    device: str,
-    api_key_env: str | None,
-    cors_origins: tuple[str, ...],
-) -> None:
-    """Serve homolog queries over HTTP (OpenAPI at /openapi.json, interactive docs at /docs).
+class RequestDeadlineProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for receiving each request.
 
-    The embedded store belongs to one process: index first, then serve (stop the server before
-    indexing again). For many users or several API servers, load the atlas into a Qdrant server
-    (`orthovec load --qdrant-url URL`) and serve with --qdrant-url.
+    uvicorn times out only idle keep-alive connections: a client that opens a connection and sends
+    part of a request line, headers or body, then waits, holds that connection (a socket and a
+    task) for as long as it likes; 200 such clients were all still connected after 40 s (slowloris).
+    Here a request must arrive whole within `request_timeout` seconds of the connection opening or
+    of the previous response; otherwise the client gets 408 and the connection is closed. The time
+    the app takes to answer is not limited, and neither is a body the server itself is slow to read.
     """
+
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()  # the next request on this keep-alive connection gets a deadline of its own
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
+
+    def _too_slow(self) -> None:
+        receiving = self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
+        if self.transport.is_closing() or not receiving or self.flow.read_paused:
+            return  # received whole (the app is working on it), or paused by us, not by the client
+        if self.cycle is None or not self.cycle.response_started:
+            message = f"Request not received within {self.request_timeout:g} s; connection closed.\n".encode()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                + f"content-length: {len(message)}\r\nconnection: close\r\n\r\n".encode()
+                + message
+            )
+        self.transport.close()
+
+
+def deadline_protocol(request_timeout: float) -> type[RequestDeadlineProtocol]:
+    """The protocol class for uvicorn's `http=` setting, with this deadline."""
+    return type("RequestDeadlineProtocol", (RequestDeadlineProtocol,), {"request_timeout": request_timeout})
+
+
+def run_server(
+    atlas: Atlas,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    qdrant_url: str | None = None,
+    qdrant_api_key: str | None = None,
+    weights: Path | None = None,
+    device: str = "auto",
+    api_key: str | None = None,
+    cors_origins: Sequence[str] = (),
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Check the port and the store, then answer HTTP requests until interrupted (closing the store after)."""
     import uvicorn
 
-    api_key = None
-    if api_key_env:
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            raise UserError(f"--api-key-env {api_key_env}: that environment variable is empty or unset.")
     _check_port_free(host, port)
     store = open_for_serving(atlas, qdrant_url, qdrant_api_key)
     try:
         embedder = lazy_sequence_embedder(atlas, weights, device) if weights else None
         app = create_app(store, atlas, sequence_embedder=embedder, api_key=api_key, cors_origins=list(cors_origins))
         sequences = "on" if embedder else "off (no --weights)"
-        click.echo(
-            f"orthovec API on http://{host}:{port} ({describe(store)}); docs at /docs; sequence queries {sequences}",
-            err=True,
+        log(
+            f"orthovec API on http://{host}:{port} ({describe(store)}); lookup page at /, docs at /docs; "
+            f"sequence queries {sequences}"
         )
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", http=deadline_protocol(request_timeout))
     finally:
         store.close()

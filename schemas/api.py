@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
 from orthovec.schemas.atlas import NAME
 from orthovec.schemas.tables import MAPPING
-from pydantic import BaseModel, ConfigDict, Field, create_model
 
 #: Species and model names are path-safe names (they become directory and file names).
 NAME_PATTERN = NAME.pattern
@@ -33,6 +34,8 @@ class ApiLimits:
     max_sequences: int = 32
     max_targets: int = 100
     max_page: int = 1000
+    #: Largest page offset: far past any mapping table, small enough that offset + limit fits in int64.
+    max_offset: int = 1 << 40
     #: Request bodies above this are refused (413) before being read; 32 x 5000 residues is ~170 kB.
     max_body_bytes: int = 1 << 20
 
@@ -155,3 +158,34 @@ class MappingPage(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class GeneSuggestions(BaseModel):
+    genes: list[GeneModel] = Field(description="symbol or ID starts with the text first, then contains it")
+
+
+#: Provenance keys of a model's gene tables that the atlas endpoint reports (what makes vectors comparable).
+PROVENANCE_FIELDS = ("weights_sha256", "layer", "pooling", "precision", "long_seqs")
+
+
+class MappingPair(BaseModel):
+    species_a: str
+    species_b: str
+
+
+class ModelInfo(BaseModel):
+    model: str
+    weights_sha256: str | None = Field(description="checksum of the ESM-2 weights the genes were embedded with")
+    layer: int | None
+    pooling: str | None
+    precision: str | None
+    long_seqs: str | None
+    species: list[SpeciesCount]
+    mappings: list[MappingPair] = Field(description="mapping tables `GET /mappings/{a}/{b}` can page through")
+
+
+class AtlasResponse(BaseModel):
+    orthovec: str = Field(description="version of the server")
+    store: str
+    sequence_queries: bool = Field(description="whether POST /homologs/sequence can embed (server has --weights)")
+    models: list[ModelInfo]

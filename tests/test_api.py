@@ -18,11 +18,11 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
-from orthovec.lookup.api import EmbedderUnavailable, create_app
+from orthovec.lookup.api import create_app
 from orthovec.lookup.store import GeneStore, open_store
 from orthovec.schemas.api import ApiLimits
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid, Unavailable
 from orthovec.schemas.tables import MAPPING, write_table
 
 from tests.genes import gene_table
@@ -87,7 +87,7 @@ def _fake_embedder(sequences: list[str], model: str) -> np.ndarray:
     vectors = []
     for sequence in sequences:
         if sequence == "MBAD":
-            raise UserError("query sequence 1: 'B' is not allowed here (fake embedder).")
+            raise Invalid("query sequence 1: 'B' is not allowed here (fake embedder).")
         index = KNOWN_SEQUENCES.get(sequence.upper().rstrip("*"))
         vectors.append(np.ones(16) if index is None else HUMAN[index])
     return np.stack(vectors).astype(np.float32)
@@ -347,13 +347,13 @@ def test_weights_that_fail_to_load_are_a_503(served: tuple[FastAPI, GeneStore, A
     _, store, atlas = served
 
     def broken(sequences: list[str], model: str) -> np.ndarray:
-        raise EmbedderUnavailable("Cannot embed sequences with w.pt: checksum differs from the atlas.")
+        raise Unavailable("Cannot embed sequences with w.pt: checksum differs from the atlas.")
 
     response = TestClient(create_app(store, atlas, sequence_embedder=broken)).post(SEQUENCE, json=_body(["MKV"]))
     assert response.status_code == 503 and "checksum" in response.json()["detail"]
 
 
-def test_an_api_key_protects_everything_but_health_and_the_schema(
+def test_an_api_key_protects_everything_but_health_the_schema_and_the_pages(
     served: tuple[FastAPI, GeneStore, Atlas],
 ) -> None:
     _, store, atlas = served
@@ -363,13 +363,15 @@ def test_an_api_key_protects_everything_but_health_and_the_schema(
         ("get", "/homologs", {"params": {"gene": "GENE1", "from": "human"}}),
         ("post", SEQUENCE, {"json": _body([_sequence_of(1)])}),
         ("get", "/mappings/human/mouse", {}),
+        ("get", "/atlas", {}),
+        ("get", "/genes", {"params": {"species": "human", "q": "GENE"}}),
     ]
     for method, path, kwargs in protected:
         assert getattr(client, method)(path, **kwargs).status_code == 401, path
         wrong = getattr(client, method)(path, headers={"X-API-Key": "s3cre"}, **kwargs)
         assert wrong.status_code == 401 and "X-API-Key" in wrong.json()["detail"]
         assert getattr(client, method)(path, headers={"X-API-Key": "s3cret"}, **kwargs).status_code == 200
-    for public in ("/health", "/openapi.json", "/docs"):
+    for public in ("/health", "/openapi.json", "/docs", "/redoc", "/", "/web/app.js"):
         assert client.get(public).status_code == 200, public
     assert "APIKeyHeader" in client.get("/openapi.json").json()["components"]["securitySchemes"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,10 +20,10 @@ import yaml
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from orthovec.lookup import serve
-from orthovec.lookup.api import EmbedderUnavailable, create_app
+from orthovec.lookup.api import create_app
 from orthovec.lookup.store import open_store
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Unavailable, UserError
 
 from orthovec.cli import main
 from tests.genes import gene_table
@@ -64,7 +65,7 @@ def _serve(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SERVE, *args], capture_output=True, text=True, timeout=60)
 
 
-def test_serve_answers_and_a_second_server_on_the_same_atlas_gets_the_lock_error(atlas: Path) -> None:
+def test_serve_answers_and_the_cli_still_queries_the_atlas_it_serves(atlas: Path) -> None:
     port = _free_port()
     env = {**os.environ, "ORTHOVEC_TEST_KEY": "k3y"}
     command = [*SERVE, "--atlas", str(atlas), "--port", str(port), "--api-key-env", "ORTHOVEC_TEST_KEY"]
@@ -77,9 +78,9 @@ def test_serve_answers_and_a_second_server_on_the_same_atlas_gets_the_lock_error
         hits = httpx.get(url, params=params, headers={"X-API-Key": "k3y"}).json()["hits"]
         assert hits[0]["gene_id"] == "M3"
 
-        second = _serve("--atlas", str(atlas), "--port", str(_free_port()))
-        assert second.returncode == 2
-        assert "open in another orthovec process" in second.stderr and "Traceback" not in second.stderr
+        query = [sys.executable, "-m", "orthovec.cli", "query", "H3", "--from", "human", "--to", "mouse"]
+        beside = subprocess.run([*query, "--atlas", str(atlas), "--format", "json"], capture_output=True, text=True)
+        assert beside.returncode == 0 and json.loads(beside.stdout)[0]["gene_id"] == "M3"  # reads beside a server
         busy = _serve("--atlas", str(atlas), "--port", str(port))
         assert busy.returncode == 2 and "choose another --port" in busy.stderr
     finally:
@@ -167,7 +168,7 @@ def test_the_embedder_loads_once_under_concurrent_first_requests(
         raise UserError("cannot read w.pt")
 
     monkeypatch.setattr(serve, "embedder_for_atlas", broken_loader)
-    with pytest.raises(EmbedderUnavailable, match="cannot read w"):
+    with pytest.raises(Unavailable, match="cannot read w"):
         serve.lazy_sequence_embedder(Atlas(tmp_path), tmp_path / "w.pt", "cpu")(["MKV"], MODEL)
 
 

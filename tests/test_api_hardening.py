@@ -1,0 +1,278 @@
+"""The API under hostile or careless clients, its typed errors, and what the lookup page needs from it.
+
+Each hardening test failed on the code before it: a chunked upload got past the 1 MiB limit, huge
+offsets and non-finite floats were 500s, half-sent requests were held open forever, /redoc loaded
+its script from a CDN.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from orthovec.lookup.api import create_app
+from orthovec.lookup.query import homologs_of_gene
+from orthovec.lookup.serve import deadline_protocol
+from orthovec.lookup.store import GeneStore, open_store
+from orthovec.schemas.api import ApiLimits
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import Ambiguous, NotFound
+from orthovec.schemas.tables import GENES, write_table
+from tests.genes import gene_table
+from tests.test_api import HUMAN, MODEL, _populate, _write_mapping
+
+SEQUENCE_BODY = b'{"sequences": [{"id": "q", "sequence": "MKV"}], "to": ["mouse"], "k": %s}'
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GeneStore, Atlas]]:
+    atlas = Atlas(tmp_path_factory.mktemp("hardening") / "atlas")
+    store = open_store(atlas)
+    _populate(store)
+    _write_mapping(atlas)
+    yield store, atlas
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def client(served: tuple[GeneStore, Atlas]) -> TestClient:
+    def embed(sequences: list[str], model: str) -> np.ndarray:
+        return np.ones((len(sequences), 16), dtype=np.float32)
+
+    return TestClient(create_app(*served, sequence_embedder=embed, limits=ApiLimits(max_body_bytes=1000)))
+
+
+# --- typed errors ---------------------------------------------------------------------------------
+
+
+def test_query_errors_are_typed_and_keep_the_cli_words(served: tuple[GeneStore, Atlas]) -> None:
+    store, _ = served
+    with pytest.raises(NotFound, match="No gene 'GENE99' in human"):
+        homologs_of_gene(store, "GENE99", "human")
+    with pytest.raises(NotFound, match=r"Unknown species 'humna' for model .* Did you mean human"):
+        homologs_of_gene(store, "GENE1", "humna")
+    with pytest.raises(NotFound, match="No vectors for model 'esm9'"):
+        homologs_of_gene(store, "GENE1", "human", model="esm9")
+    with pytest.raises(
+        Ambiguous, match=r"'par' is ambiguous in human: PAR \(HP[12]\), PAR \(HP[12]\)\. Query by gene ID instead\.$"
+    ):
+        homologs_of_gene(store, "par", "human")
+
+
+def test_the_status_comes_from_the_error_kind_and_the_body_is_the_cli_message(client: TestClient) -> None:
+    ambiguous = client.get("/homologs", params={"gene": "par", "from": "human", "to": "mouse"})
+    assert ambiguous.status_code == 400
+    assert ambiguous.json()["detail"].startswith("'par' is ambiguous in human: PAR (HP")
+    unknown = client.get("/homologs", params={"gene": "GENE1", "from": "human", "to": "mose"})
+    assert unknown.status_code == 404 and "Did you mean mouse?" in unknown.json()["detail"]
+
+
+# --- issue 11 item 14: bodies are counted as received ------------------------------------------
+
+
+def test_a_chunked_upload_over_the_limit_is_refused_with_413(client: TestClient) -> None:
+    """No Content-Length (Transfer-Encoding: chunked): the bytes received are what count."""
+    chunk = b'{"sequences": [' + b'{"id": "q", "sequence": "MKV"}, ' * 40
+
+    def upload() -> Iterator[bytes]:
+        yield chunk  # ~1.3 kB of a body that never ends well-formed; the server must stop reading
+        yield b"]}"
+
+    response = client.post("/homologs/sequence", content=upload(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "over 1,000 bytes" in response.json()["detail"]
+    small = client.post(
+        "/homologs/sequence", content=iter([SEQUENCE_BODY % b"2"]), headers={"content-type": "application/json"}
+    )
+    assert small.status_code == 200, small.text
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading(client: TestClient) -> None:
+    response = client.post("/homologs/sequence", content=b"x" * 1001, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["detail"].startswith("Request body over 1,000 bytes")
+
+
+# --- issue 11 item 15: no 5xx from numbers ------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", ["9223372036854775808", "1" + "0" * 40, str(2**40 + 1)])
+def test_huge_offsets_are_a_422_not_a_500(client: TestClient, offset: str) -> None:
+    response = client.get("/mappings/human/mouse", params={"offset": offset})
+    assert response.status_code == 422 and "offset" in response.text
+
+
+def test_the_largest_offset_allowed_answers_an_empty_last_page(client: TestClient) -> None:
+    page = client.get("/mappings/human/mouse", params={"offset": 2**40}).json()
+    assert page["rows"] == [] and page["total"] == 30 and page["next_offset"] is None
+
+
+@pytest.mark.parametrize("k", [b"1e999", b"-1e999", b"NaN", b"Infinity"])
+def test_non_finite_numbers_in_a_body_are_a_422_that_names_the_field(client: TestClient, k: bytes) -> None:
+    response = client.post(
+        "/homologs/sequence", content=SEQUENCE_BODY % k, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "k"] and error["input"] in {"inf", "-inf", "nan"}
+
+
+# --- issue 11 item 19: requests must arrive within a deadline -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_server(served: tuple[GeneStore, Atlas]) -> Iterator[int]:
+    """The app on a real socket with a 1 s request deadline (the CLI's default is 30 s)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(*served), host="127.0.0.1", port=port, log_level="warning", http=deadline_protocol(1.0)
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _answer_to(port: int, partial_request: bytes) -> tuple[bytes, float]:
+    """Send part of a request, then wait: what the server sends back before closing, and when."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=8) as sock:
+        sock.sendall(partial_request)
+        received = b""
+        while chunk := sock.recv(4096):  # a server without a deadline never closes: socket.timeout
+            received += chunk
+    return received, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "partial_request",
+    [
+        b"",  # connected, sent nothing
+        b"GET /health HTTP/1.1\r\nHost: x\r\n",  # headers never finished
+        b"POST /homologs/sequence HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 50\r\n\r\n{",
+    ],
+    ids=["silent", "half-headers", "half-body"],
+)
+def test_a_request_not_received_within_the_deadline_gets_408_and_is_closed(
+    live_server: int, partial_request: bytes
+) -> None:
+    answer, seconds = _answer_to(live_server, partial_request)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"not received within 1 s" in answer
+    assert 0.9 < seconds < 4
+
+
+def test_slow_but_whole_requests_on_a_kept_alive_connection_are_answered(live_server: int) -> None:
+    """Each request gets its own deadline: two requests 0.7 s apart on one connection both succeed."""
+    with socket.create_connection(("127.0.0.1", live_server), timeout=8) as sock:
+        for _ in range(2):
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            time.sleep(0.7)
+            sock.sendall(b"\r\n")
+            head = sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200 "), head
+
+
+# --- issue 15 and issue 11 item 19: pages that work offline ---------------------------------------
+
+
+class _Links(HTMLParser):
+    """Every URL an HTML page loads or links to, and its form controls with their labels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.controls: list[str] = []
+        self.labels: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+        if tag in ("input", "select", "textarea"):
+            self.controls.append(values.get("id") or "")
+        if tag == "label" and values.get("for"):
+            self.labels.add(values["for"] or "")
+
+
+def _page(client: TestClient, path: str) -> _Links:
+    response = client.get(path)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    parser = _Links()
+    parser.feed(response.text)
+    return parser
+
+
+@pytest.mark.parametrize("path", ["/", "/docs", "/redoc"])
+def test_pages_load_only_files_this_server_serves(client: TestClient, path: str) -> None:
+    page = _page(client, path)
+    assert page.urls
+    for url in page.urls:
+        assert not urlsplit(url).netloc, f"{path} loads {url} from another host"
+        if not url.startswith(("#", "data:")):
+            target = url if url.startswith("/") else "/" + url
+            assert client.get(target).status_code == 200, url
+
+
+def test_the_docs_scripts_name_no_cdn(client: TestClient) -> None:
+    for path in ("/docs", "/redoc"):
+        assert "cdn.jsdelivr.net" not in client.get(path).text and "fonts.googleapis" not in client.get(path).text
+
+
+def test_every_form_control_of_the_page_has_a_label(client: TestClient) -> None:
+    page = _page(client, "/")
+    assert len(page.controls) >= 8 and all(page.controls)
+    assert set(page.controls) <= page.labels, set(page.controls) - page.labels
+
+
+def test_redoc_follows_the_same_key_rule_as_docs(served: tuple[GeneStore, Atlas]) -> None:
+    """The pages and the schema are public (they hold no data); every data endpoint needs the key."""
+    keyed = TestClient(create_app(*served, api_key="s3cret"))
+    statuses = {path: keyed.get(path).status_code for path in ("/docs", "/redoc", "/openapi.json", "/")}
+    assert statuses == {"/docs": 200, "/redoc": 200, "/openapi.json": 200, "/": 200}
+    assert keyed.get("/atlas").status_code == 401
+
+
+# --- what the page asks the API -----------------------------------------------------------------
+
+
+def test_gene_suggestions_start_with_prefix_matches_in_any_case(client: TestClient) -> None:
+    genes = client.get("/genes", params={"species": "human", "q": "gene1", "limit": 5}).json()["genes"]
+    assert [g["gene_symbol"] for g in genes] == ["GENE1", "GENE10", "GENE11", "GENE12", "GENE13"]
+    by_id = client.get("/genes", params={"species": "mouse", "q": "m3"}).json()["genes"]
+    assert by_id[0] == {"species": "mouse", "gene_id": "M3", "gene_symbol": "Gene3"}
+    misspelt = client.get("/genes", params={"species": "human", "q": "GENF1"}).json()["genes"]
+    assert "GENE1" in [g["gene_symbol"] for g in misspelt]
+    unknown = client.get("/genes", params={"species": "humna", "q": "G"})
+    assert unknown.status_code == 404 and "Did you mean human?" in unknown.json()["detail"]
+
+
+def test_the_atlas_endpoint_gives_provenance_species_and_mapping_tables(
+    client: TestClient, served: tuple[GeneStore, Atlas]
+) -> None:
+    _, atlas = served
+    provenance = {"model": MODEL, "layer": 6, "pooling": "mean", "precision": "fp32", "weights_sha256": "ab" * 32}
+    write_table(gene_table("human", HUMAN[:1], ["H0"]), atlas.genes("human", MODEL), GENES, provenance)
+    info = client.get("/atlas").json()
+    (model,) = info["models"]
+    assert info["sequence_queries"] is True and model["model"] == MODEL
+    assert model["weights_sha256"] == "ab" * 32 and model["layer"] == 6 and model["pooling"] == "mean"
+    assert {s["species"]: s["genes"] for s in model["species"]} == {"human": 42, "mouse": 40, "frog": 40}
+    assert model["mappings"] == [{"species_a": "human", "species_b": "mouse"}]
+
+
+def test_the_page_is_served_at_the_root(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200 and "<title>orthovec" in response.text
