@@ -71,7 +71,10 @@ def evaluate(mapping: pa.Table, truth: pa.Table, choice: PairChoice = "auto") ->
     reference = reference.filter(pl.col("relation") == "one2one")
     if reference.is_empty():
         raise UserError("The reference has no one-to-one pairs to evaluate against.")
-    by = _matching_key(predicted, reference)
+    # The ID space is judged on every row, so a mapping with no calls scores 0 instead of failing.
+    candidates = pl.from_arrow(mapping)
+    assert isinstance(candidates, pl.DataFrame)
+    by = _matching_key(candidates, reference)
     a, b = f"{by}_a", f"{by}_b"
     ref_pairs = reference.select(
         pl.col(a).str.to_uppercase().alias("a"), pl.col(b).str.to_uppercase().alias("b")

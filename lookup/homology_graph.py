@@ -13,6 +13,40 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 
+def near_best(
+    a: np.ndarray,
+    b: np.ndarray,
+    scores: np.ndarray,
+    background_a: np.ndarray,
+    background_b: np.ndarray,
+    margin: float,
+) -> np.ndarray:
+    """Edges within `margin` of both genes' best, measured relative to each gene's background.
+
+    An edge (a, b) is kept when score ≥ best_a − margin · (best_a − background_a) and likewise for
+    b, where best is the gene's top score among the edges given and background what an unrelated
+    gene scores against it (0 for alignment scores; the mean over the other proteome for
+    embeddings). The rule is unchanged by any increasing affine rescaling of the scores, so
+    `margin` = 0.1 means "within 10% of the way from chance to the best" for every model, metric
+    and evidence source, where an absolute cosine margin would not.
+    """
+    if len(a) == 0:
+        return np.zeros(0, dtype=bool)
+    best_a = _group_max(a, scores)
+    best_b = _group_max(b, scores)
+    floor_a = best_a - margin * (best_a - background_a)
+    floor_b = best_b - margin * (best_b - background_b)
+    return (scores >= floor_a) & (scores >= floor_b)
+
+
+def _group_max(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per edge, the maximum of `values` over the edges sharing its key."""
+    _, inverse = np.unique(keys, return_inverse=True)
+    best = np.full(inverse.max() + 1, -np.inf)
+    np.maximum.at(best, inverse, values)
+    return best[inverse]
+
+
 def relations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Relation of each edge (a[i], b[i]) from A's and B's degrees; edges must be distinct."""
     _, a_inverse, a_counts = np.unique(a, return_inverse=True, return_counts=True)

@@ -72,26 +72,47 @@ def _next_free(
     return int(free[order[0]]), float(fresh[order[0]])
 
 
+def sparse_greedy(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Greedy one-to-one over a candidate graph: indices of the edges taken, best score first.
+
+    The same procedure as `greedy_one2one`, for scores that exist only on candidate edges (an
+    alignment has no score for pairs MMseqs2 did not report); ties go to the smaller (row, col).
+    """
+    order = np.lexsort((cols, rows, -scores))
+    taken_rows: set[int] = set()
+    taken_cols: set[int] = set()
+    chosen = []
+    for edge in order.tolist():
+        row, col = int(rows[edge]), int(cols[edge])
+        if row not in taken_rows and col not in taken_cols:
+            taken_rows.add(row)
+            taken_cols.add(col)
+            chosen.append(edge)
+    return np.array(chosen, dtype=np.int64)
+
+
 def optimal_one2one(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
     """Indices of the candidate edges in a maximum-total-score matching (positive scores only).
 
     Node layout: left = A genes then one dummy per B gene; right = B genes then one dummy per A
-    gene. A real edge costs 1 - score, leaving a gene unmatched costs 0.5 on each side, and dummy
-    pairs mirror real edges at ~0 cost, so a pair is used exactly when it adds score.
+    gene. A real edge costs top - score, leaving a gene unmatched costs top / 2 on each side, and
+    dummy pairs mirror real edges at ~0 cost, so a pair is used exactly when it adds score
+    (`top`, at least 1, is above every score so that all costs stay positive).
     """
     keep = scores > 0
     rows, cols, scores = rows[keep], cols[keep], scores[keep]
     index = np.flatnonzero(keep)
     epsilon = 1e-9  # zero weights would read as missing edges
+    top = max(1.0, float(scores.max(initial=0.0)) + epsilon)
     left = np.concatenate([rows, np.arange(n_rows), n_rows + cols])
     right = np.concatenate([cols, n_cols + np.arange(n_rows), n_cols + rows])
     weight = np.concatenate(
-        [1.0 - scores.astype(np.float64) + epsilon, np.full(n_rows, 0.5), np.full(len(rows), epsilon)]
+        [top - scores.astype(np.float64) + epsilon, np.full(n_rows, top / 2), np.full(len(rows), epsilon)]
     )
-    # B genes unmatched: their dummy-left partner pairs with nothing else at cost 0.5.
+    # B genes unmatched: their dummy-left partner pairs with nothing else at cost top / 2.
     left = np.concatenate([left, n_rows + np.arange(n_cols)])
     right = np.concatenate([right, np.arange(n_cols)])
-    weight = np.concatenate([weight, np.full(n_cols, 0.5)])
+    weight = np.concatenate([weight, np.full(n_cols, top / 2)])
     size = n_rows + n_cols
     graph = sp.csr_matrix((weight, (left, right)), shape=(size, size))
     left_matched, right_matched = min_weight_full_bipartite_matching(graph)

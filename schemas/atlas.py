@@ -102,6 +102,12 @@ class Atlas:
             self.root / "alignments" / f"{check_name('species', species_a)}__{check_name('species', species_b)}.parquet"
         )
 
+    def alignment(self, species_a: str, species_b: str) -> Path:
+        """MMseqs2 gene-pair evidence of two species (model-free: it depends on sequences only)."""
+        return (
+            self.root / "alignments" / f"{check_name('species', species_a)}__{check_name('species', species_b)}.parquet"
+        )
+
     def multi_mapping(self, model: str, species: list[str]) -> Path:
         names = "__".join(check_name("species", s) for s in species)
         return self.root / "mappings" / check_name("model", model) / f"groups__{names}.parquet"

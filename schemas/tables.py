@@ -251,6 +251,49 @@ MAPPING = TableSpec(
             pa.field("orthology_confidence", pa.int8()),
             pa.field("goc_score", pa.float32()),
             pa.field("embedding_score", pa.float32()),
+            # orthovec map evidence (lookup/mapping.py defines each): null where a source has no say
+            pa.field("embedding_evalue", pa.float64()),
+            pa.field("alignment_bits", pa.float32()),
+            pa.field("alignment_bsr", pa.float32()),
+            pa.field("alignment_identity", pa.float32()),
+            pa.field("alignment_coverage_a", pa.float32()),
+            pa.field("alignment_coverage_b", pa.float32()),
+            pa.field("alignment_evalue", pa.float64()),
+            pa.field("fused_score", pa.float32()),
+            pa.field("evidence", pa.string()),
+        ]
+    ),
+)
+
+
+#: Written by `orthovec align`: one row per gene pair with an MMseqs2 hit in either direction, from
+#: the pair's best-scoring isoform pair. identity and coverages are fractions in [0, 1]; `bsr` is the
+#: blast score ratio bits / max(self_bits_a, self_bits_b) in (0, 1]; `hit_ab` / `hit_ba` say which
+#: search direction found the pair. E-values are float64 because they underflow float32 (MMseqs2
+#: reports 0 below about 1e-300).
+ALIGNMENT = TableSpec(
+    "alignment",
+    1,
+    pa.schema(
+        [
+            pa.field("species_a", pa.string(), nullable=False),
+            pa.field("gene_id_a", pa.string(), nullable=False),
+            pa.field("gene_symbol_a", pa.string()),
+            pa.field("species_b", pa.string(), nullable=False),
+            pa.field("gene_id_b", pa.string(), nullable=False),
+            pa.field("gene_symbol_b", pa.string()),
+            pa.field("protein_id_a", pa.string(), nullable=False),
+            pa.field("protein_id_b", pa.string(), nullable=False),
+            pa.field("bits", pa.float32(), nullable=False),
+            pa.field("evalue", pa.float64(), nullable=False),
+            pa.field("identity", pa.float32(), nullable=False),
+            pa.field("coverage_a", pa.float32(), nullable=False),
+            pa.field("coverage_b", pa.float32(), nullable=False),
+            pa.field("self_bits_a", pa.float32(), nullable=False),
+            pa.field("self_bits_b", pa.float32(), nullable=False),
+            pa.field("bsr", pa.float32(), nullable=False),
+            pa.field("hit_ab", pa.bool_(), nullable=False),
+            pa.field("hit_ba", pa.bool_(), nullable=False),
         ]
     ),
 )
