@@ -48,7 +48,8 @@ def index_once(fasta: Path, weights: Path, slack_bytes: int) -> tuple[float, flo
     """In a fresh process: seconds, RSS after loading (MB), peak RSS (MB)."""
     from orthovec.indexer import memory
     from orthovec.indexer.model import load_model
-    from orthovec.indexer.pipeline import IndexConfig, index_proteome
+    from orthovec.indexer.pipeline import IndexConfig
+    from orthovec.indexing import index_proteome
     from orthovec.schemas.atlas import Atlas
 
     load_model(None, weights, "cpu")  # what the floor includes: torch, fair-esm, the model

@@ -12,7 +12,7 @@ import click
 
 from orthovec.embedding.architectures import ESM2_ARCHITECTURES, PRECISIONS, RANDOM_ARCHITECTURES, architecture_name
 from orthovec.indexer.settings import CHUNK_RESIDUES, POOLINGS
-from orthovec.options import atlas_option, console
+from orthovec.options import atlas_option, console, qdrant_options
 from orthovec.progress import WorkProgress
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
@@ -98,7 +98,7 @@ def _embedding_progress(log_console: Console) -> Iterator[ProgressFactory]:
     show_default=True,
     help="Residues per cached chunk: the most work a killed run can lose.",
 )
-@click.option("--qdrant-url", envvar="ORTHOVEC_QDRANT_URL", help="Load into this Qdrant server instead.")
+@qdrant_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 def index_command(
     fasta: Path,
@@ -118,6 +118,7 @@ def index_command(
     unresolved: str,
     chunk_residues: int,
     qdrant_url: str | None,
+    qdrant_api_key: str | None,
     as_json: bool,
 ) -> None:
     """Index a proteome FASTA (plain or gzip): genes → ESM-2 vectors → Parquet + Qdrant.
@@ -125,7 +126,8 @@ def index_command(
     Safe to re-run: finished embeddings are reused, a killed run resumes where it stopped, and
     re-loading never duplicates vectors.
     """
-    from orthovec.indexer.pipeline import IndexConfig, index_proteome
+    from orthovec.indexer.pipeline import IndexConfig
+    from orthovec.indexing import index_proteome
 
     config = IndexConfig(
         fasta=fasta,
@@ -143,14 +145,18 @@ def index_command(
         shard=shard,
         gene_map=gene_map,
         unresolved=unresolved,  # type: ignore[arg-type]
-        qdrant_url=qdrant_url,
         chunk_residues=chunk_residues,
     )
     log_console = console(stderr=True)
     with _embedding_progress(log_console) as start:
-        result = index_proteome(config, progress=start, log=log_console.print)
+        result = index_proteome(
+            config, progress=start, log=log_console.print, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key
+        )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    if result.assembled_by:
+        log_console.print(f"[green]{species}[/green]: shard done; {result.assembled_by} assembles the species")
         return
     if not result.complete:
         log_console.print(f"[yellow]{species}: shard done, species not assembled yet[/yellow]")
@@ -165,29 +171,21 @@ def index_command(
         log_console.print(f"  {name}: {path}")
 
 
-def species_rows(atlas: Atlas) -> list[dict[str, object]]:
-    """One row per (species, model) in the atlas, read from Parquet metadata (cheap)."""
-    import pyarrow.parquet as pq
-
-    rows: list[dict[str, object]] = []
-    for species in atlas.species_names():
-        proteins_path = atlas.proteins(species)
-        n_proteins = pq.ParquetFile(proteins_path).metadata.num_rows if proteins_path.is_file() else 0
-        models = atlas.models_for(species) or [None]
-        for model in models:
-            genes = pq.ParquetFile(atlas.genes(species, model)).metadata.num_rows if model else 0
-            rows.append({"species": species, "model": model, "genes": genes, "proteins": n_proteins})
-    return rows
-
-
 @click.command("species")
 @atlas_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def species_command(atlas: Atlas, fmt: str) -> None:
-    """List the species an atlas holds: genes, proteins and model."""
+    """List the species an atlas holds and their state: complete, incomplete, or store missing.
+
+    "incomplete": the last index run did not finish (run it again); "store missing": the tables
+    are there but the embedded store lacks the species' vectors. Works on a read-only atlas and
+    while a server runs. Example: orthovec species --atlas ./orthovec-atlas --format json
+    """
     if not atlas.root.is_dir():
         raise UserError(f"No atlas at {atlas.root}. Create one with `orthovec index FASTA --species NAME`.")
-    rows = species_rows(atlas)
+    from orthovec.lookup.load import species_states
+
+    rows = [row.to_dict() for row in species_states(atlas)]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -197,7 +195,7 @@ def species_command(atlas: Atlas, fmt: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"atlas {atlas.root}")
-    for column in ("species", "model", "genes", "proteins"):
+    for column in ("species", "model", "genes", "proteins", "state", "note"):
         table.add_column(column, justify="right" if column in ("genes", "proteins") else "left")
     for row in rows:
         table.add_row(
@@ -205,6 +203,8 @@ def species_command(atlas: Atlas, fmt: str) -> None:
             str(row["model"] or "(not embedded)"),
             f"{row['genes']:,}",
             f"{row['proteins']:,}",
+            str(row["state"]),
+            str(row["note"]),
         )
     console().print(table)
 

@@ -8,32 +8,46 @@ sequence is at least as long as the one that closed a chunk), so a run killed at
 restarted plans exactly the chunks it had not finished, embeds them with the same batches, and
 produces bit-identical output. Every file is written atomically (temp + rename), so a kill never
 leaves half a file that a later run would trust. `--shard i/N` takes the chunks whose digest falls
-in bucket i; any run that finds every chunk present assembles the species.
+in bucket i.
+
+Committing a species follows one order, so a failed or killed run leaves the old state intact:
+take the species lock and the store's write lock before the first write (a run that cannot have
+them stops before it has changed anything); stage the new proteins, protein embeddings and genes
+in `species/<name>/.staging/`; mark the report "committing"; load the store; move the staged
+files into place; mark the report "complete". Exactly one run holds the species lock, so of
+several `--shard` runs that find every chunk present, one assembles and the others say who does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from orthovec import __version__
+from orthovec.faults import fault_point
 from orthovec.indexer.embed import Encoder, LongSeqs, Precision
 from orthovec.indexer.memory import DEFAULT_SLACK_BYTES, MemoryReleaser
 from orthovec.indexer.model import load_model
 from orthovec.indexer.pool import pool_genes
-from orthovec.indexer.settings import CHUNK_RESIDUES, Pooling
 from orthovec.indexer.proteome import ReadReport, Unresolved, read_proteome
+from orthovec.indexer.settings import CHUNK_RESIDUES, Pooling
 from orthovec.schemas.atlas import Atlas, check_name
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Unavailable, UserError
+from orthovec.schemas.files import atomic_write_text, check_free_space
+from orthovec.schemas.locks import FileLock
+from orthovec.schemas.space import PROVENANCE_FIELD, EmbeddingSpace
 from orthovec.schemas.tables import GENES, PROTEIN_EMBEDDINGS, PROTEINS, read_table, vectors_column, write_table
-
-from orthovec import __version__
 
 DEFAULT_MODEL = "esm2_t33_650M_UR50D"
 
@@ -57,7 +71,6 @@ class IndexConfig:
     shard: tuple[int, int] | None = None
     gene_map: Path | None = None
     unresolved: Unresolved = "report"
-    qdrant_url: str | None = None
     chunk_residues: int = CHUNK_RESIDUES
     memory_slack_bytes: int = DEFAULT_SLACK_BYTES  # RSS growth after which freed memory is trimmed
 
@@ -77,6 +90,7 @@ class IndexResult:
     model: str
     complete: bool
     read: ReadReport
+    state: str = "embedding"  # embedding → committing → complete; "complete" only once everything is in place
     n_unique_sequences: int = 0
     n_cached_sequences: int = 0
     n_embedded_sequences: int = 0
@@ -86,6 +100,9 @@ class IndexResult:
     chunks_total: int = 0
     chunks_missing: int = 0
     paths: dict[str, str] = field(default_factory=dict)
+    embedding_space: dict[str, object] = field(default_factory=dict)
+    input_sha256: str = ""  # of the kept proteins and the space: what a finished assembly was built from
+    assembled_by: str = ""  # a shard run that left assembly to another: who that is
 
     def to_dict(self) -> dict[str, object]:
         result: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -185,13 +202,30 @@ class EmbeddingCache:
 ProgressFactory = Callable[[int, int], Callable[[int, int], None]]
 """Given (proteins, residues) to embed, returns a callback advanced by (proteins, residues) done."""
 
+#: Bytes per float32 vector element, and slack for Parquet overhead when estimating disk needs.
+_FLOAT_BYTES, _DISK_SLACK = 4, 1.3
 
-def index_proteome(
+
+class GeneSink(Protocol):
+    """Where a species' gene vectors go last (the vector store), handed in so the indexer never imports lookup."""
+
+    def open(self, model: str, species: str, space: EmbeddingSpace) -> None:
+        """Take the store's write lock and check `space` against what the store holds; called before any write."""
+
+    def load(self, model: str, species: str, genes: pa.Table, space: EmbeddingSpace) -> str:
+        """Replace the species' vectors in the store with `genes`; returns where they went, for messages."""
+
+
+def index_species(
     config: IndexConfig,
+    sink: GeneSink | None = None,
     progress: ProgressFactory | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> IndexResult:
-    """Run (or resume) the whole indexing of one proteome; returns what happened."""
+    """Run (or resume) the indexing of one proteome into the atlas and `sink`; returns what happened.
+
+    Without a sink only the Parquet tables are written (the store is someone else's job).
+    """
     atlas = config.atlas
     proteins, report = read_proteome(
         config.fasta,
@@ -202,12 +236,6 @@ def index_proteome(
     )
     for line in report.summary_lines():
         log(line)
-    write_table(
-        proteins,
-        atlas.proteins(config.species),
-        PROTEINS,
-        {"fasta": str(config.fasta), "orthovec": __version__},
-    )
 
     requested = config.model or (None if config.weights else DEFAULT_MODEL)
     loaded = load_model(requested, config.weights, config.device)
@@ -220,17 +248,36 @@ def index_proteome(
         precision=config.precision,
     )
     precision = encoder.precision
-    cache_key = f"{model}-L{encoder.layer}-{config.long_seqs}-{precision}-w{loaded.weights_sha256[:12]}"
-    cache = EmbeddingCache(atlas.embedding_cache(cache_key))
-    provenance: dict[str, object] = {
-        "model": model,
-        "layer": encoder.layer,
-        "long_seqs": config.long_seqs,
-        "precision": precision,
-        "weights_sha256": loaded.weights_sha256,
-        "orthovec": __version__,
-    }
+    space = EmbeddingSpace(model, loaded.weights_sha256, encoder.layer, config.long_seqs, config.pooling, precision)
+    species_lock = FileLock(atlas.species_lock(config.species))
+    try:
+        if config.shard is None:
+            # Lock first: a run that cannot commit must stop before it writes or embeds anything.
+            _take_species_lock(species_lock, config.species)
+            if sink is not None:
+                sink.open(model, config.species, space)
+        result = _embed(config, encoder, space, report, proteins, progress, log)
+        if result.chunks_missing:
+            return result
+        if config.shard is not None and not _shard_may_assemble(config, species_lock, sink, space, result, log):
+            return result
+        _assemble(config, proteins, space, sink, result)
+        return result
+    finally:
+        species_lock.release()
 
+
+def _embed(
+    config: IndexConfig,
+    encoder: Encoder,
+    space: EmbeddingSpace,
+    report: ReadReport,
+    proteins: pa.Table,
+    progress: ProgressFactory | None,
+    log: Callable[[str], None],
+) -> IndexResult:
+    """Embed this run's missing chunks into the shared cache (content-addressed, so safe without a lock)."""
+    cache = _cache(config.atlas, space)
     sequences = dict(zip(proteins.column("seq_hash").to_pylist(), proteins.column("sequence").to_pylist(), strict=True))
     cached = cache.cached_hashes() & sequences.keys()
     pending = {h: s for h, s in sequences.items() if h not in cached}
@@ -238,18 +285,24 @@ def index_proteome(
     chunks = [c for c in all_chunks if in_shard(c, config.shard) and not cache.chunk_path(c).exists()]
     result = IndexResult(
         species=config.species,
-        model=model,
+        model=space.model,
         complete=False,
         read=report,
         n_unique_sequences=len(sequences),
         n_cached_sequences=len(cached),
+        embedding_space=space.to_dict(),
+        input_sha256=_input_digest(proteins, space),
     )
     log(
         f"{len(sequences)} distinct sequences: {len(cached)} already embedded, {len(pending)} to embed"
         + (f" ({len(chunks)} chunks in shard {config.shard[0]}/{config.shard[1]})" if config.shard else "")
     )
+    to_embed = sum(len(c.seq_hashes) for c in chunks)
+    check_free_space(
+        cache.directory, int(to_embed * encoder.loaded.embed_dim * _FLOAT_BYTES * _DISK_SLACK), "embedding"
+    )
 
-    advance = progress(sum(len(c.seq_hashes) for c in chunks), sum(c.residues for c in chunks)) if progress else None
+    advance = progress(to_embed, sum(c.residues for c in chunks)) if progress else None
     release_memory = MemoryReleaser(config.memory_slack_bytes)
 
     def after_batch(proteins_done: int, residues_done: int) -> None:
@@ -261,7 +314,8 @@ def index_proteome(
     for chunk in chunks:
         chunk_sequences = [pending[h] for h in chunk.seq_hashes]
         vectors = encoder.embed(chunk_sequences, progress=after_batch)
-        cache.write(chunk, [len(s) for s in chunk_sequences], vectors, provenance)
+        cache.write(chunk, [len(s) for s in chunk_sequences], vectors, _provenance(space))
+        fault_point("after-chunk")
         result.n_embedded_sequences += len(chunk_sequences)
         result.n_residues_embedded += chunk.residues
     result.embed_seconds = time.perf_counter() - started
@@ -270,34 +324,87 @@ def index_proteome(
     result.chunks_missing = sum(not cache.chunk_path(c).exists() for c in all_chunks)
     if result.chunks_missing:
         log(
-            f"{result.chunks_missing} of {len(all_chunks)} chunks are still waiting for other shards; run "
-            "again without --shard (or let the last shard finish) to assemble the species."
+            f"{result.chunks_missing} of {len(all_chunks)} chunks are still waiting for other shards; the shard "
+            "run that finds them all assembles the species (or run again without --shard)."
         )
-        _write_report(atlas, result)
-        return result
-
-    _assemble(config, model, proteins, cache, provenance, result)
-    result.complete = True
-    _write_report(atlas, result)
     return result
 
 
-def _assemble(
-    config: IndexConfig,
-    model: str,
-    proteins: pa.Table,
-    cache: EmbeddingCache,
-    provenance: dict[str, object],
-    result: IndexResult,
-) -> None:
-    """Protein and gene tables from the cache, holding each proteome-sized matrix once."""
-    from orthovec.lookup.load import load_genes
-    from orthovec.lookup.store import describe, open_store
+def _cache(atlas: Atlas, space: EmbeddingSpace) -> EmbeddingCache:
+    """Chunks are shared by every species embedded in the same space (pooling comes later, so not in the key)."""
+    key = f"{space.model}-L{space.layer}-{space.long_seqs}-{space.precision}-w{space.weights_sha256[:12]}"
+    return EmbeddingCache(atlas.embedding_cache(key))
 
-    atlas = config.atlas
+
+def _provenance(space: EmbeddingSpace) -> dict[str, object]:
+    return {
+        "model": space.model,
+        "layer": space.layer,
+        "long_seqs": space.long_seqs,
+        "precision": space.precision,
+        "weights_sha256": space.weights_sha256,
+        "orthovec": __version__,
+    }
+
+
+def _take_species_lock(lock: FileLock, species: str) -> None:
+    if not lock.acquire():
+        raise Unavailable(
+            f"Another `orthovec index` of {species} is running ({lock.holder() or 'pid unknown'}); one run at a "
+            "time commits a species. Wait for it to finish; nothing was changed."
+        )
+
+
+def _shard_may_assemble(
+    config: IndexConfig,
+    lock: FileLock,
+    sink: GeneSink | None,
+    space: EmbeddingSpace,
+    result: IndexResult,
+    log: Callable[[str], None],
+) -> bool:
+    """Exactly one of the shard runs that find every chunk present assembles; the others say who."""
+    if not lock.acquire():
+        result.assembled_by = lock.holder() or "another run"
+        log(f"every chunk is present; {result.assembled_by} is assembling {config.species}")
+        return False
+    if config.atlas.read_index_report(config.species).get("input_sha256") == result.input_sha256 and _committed(
+        config.atlas, config.species, result.model
+    ):
+        result.assembled_by = "an earlier shard run"
+        result.complete, result.state = True, "complete"
+        log(f"{config.species} was already assembled from these chunks by another shard run")
+        return False
+    if sink is not None:
+        sink.open(result.model, config.species, space)
+    return True
+
+
+def _committed(atlas: Atlas, species: str, model: str) -> bool:
+    return atlas.read_index_report(species).get("state") == "complete" and atlas.genes(species, model).is_file()
+
+
+def _input_digest(proteins: pa.Table, space: EmbeddingSpace) -> str:
+    digest = hashlib.sha256(space.id.encode())
+    for name in ("protein_id", "gene_id", "seq_hash"):
+        digest.update("\n".join(proteins.column(name).to_pylist()).encode())
+    return digest.hexdigest()
+
+
+def _assemble(
+    config: IndexConfig, proteins: pa.Table, space: EmbeddingSpace, sink: GeneSink | None, result: IndexResult
+) -> None:
+    """Stage the species' tables, load the store, then move the tables into place (see the module docstring)."""
+    atlas, species, model = config.atlas, config.species, space.model
+    cache, provenance = _cache(atlas, space), _provenance(space)
+    staging = atlas.staging(species)
+    shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers: we hold the species lock
     protein_hashes = proteins.column("seq_hash").to_pylist()
     unique_hashes = sorted(set(protein_hashes))
     vectors = cache.lookup(unique_hashes)  # (distinct sequences, dim)
+    gene_count = len(set(proteins.column("gene_id").to_pylist()))
+    needed = (len(unique_hashes) + gene_count) * vectors.shape[1] * _FLOAT_BYTES + sum(map(len, unique_hashes)) * 4
+    check_free_space(atlas.species_dir(species), int(needed * _DISK_SLACK), f"the tables of {species}")
     lengths = dict(zip(protein_hashes, proteins.column("length").to_pylist(), strict=True))
     protein_embeddings = pa.table(
         {
@@ -306,12 +413,14 @@ def _assemble(
             "embedding": vectors_column(vectors),
         }
     )
-    embeddings_path = write_table(
-        protein_embeddings,
-        atlas.protein_embeddings(config.species, model),
-        PROTEIN_EMBEDDINGS,
-        provenance,
-    )
+    final = {
+        "proteins": atlas.proteins(species),
+        "protein_embeddings": atlas.protein_embeddings(species, model),
+        "genes": atlas.genes(species, model),
+    }
+    staged = {name: staging / path.relative_to(atlas.species_dir(species)) for name, path in final.items()}
+    write_table(proteins, staged["proteins"], PROTEINS, {"fasta": str(config.fasta), "orthovec": __version__})
+    write_table(protein_embeddings, staged["protein_embeddings"], PROTEIN_EMBEDDINGS, provenance)
 
     row_of = {seq_hash: row for row, seq_hash in enumerate(unique_hashes)}
     protein_rows = np.fromiter((row_of[h] for h in protein_hashes), np.int64, len(protein_hashes))
@@ -320,28 +429,28 @@ def _assemble(
     gene_provenance = {
         **provenance,
         "pooling": config.pooling,
-        "species": config.species,
+        "species": species,
         "fasta": str(config.fasta),
+        # so `query --sequence` finds the checkpoint again; its sha256 is checked on use
+        "weights_path": str(config.weights.resolve()) if config.weights else None,
+        PROVENANCE_FIELD: space.to_dict(),
     }
-    genes_path = write_table(genes, atlas.genes(config.species, model), GENES, gene_provenance)
+    write_table(genes, staged["genes"], GENES, gene_provenance)
     result.n_genes = genes.num_rows
+    fault_point("after-stage")
 
-    store = open_store(atlas, config.qdrant_url)
-    try:
-        load_genes(store, model, config.species, genes)
-    finally:
-        store.close()
-    result.paths = {
-        "proteins": str(atlas.proteins(config.species)),
-        "protein_embeddings": str(embeddings_path),
-        "genes": str(genes_path),
-        "store": describe(store),
-    }
+    result.state = "committing"
+    _write_report(atlas, result)
+    store = sink.load(model, species, genes, space) if sink is not None else "(no store)"
+    fault_point("after-store-load")
+    for name, path in final.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged[name], path)
+    shutil.rmtree(staging, ignore_errors=True)
+    result.paths = {**{name: str(path) for name, path in final.items()}, "store": store}
+    result.complete, result.state = True, "complete"
+    _write_report(atlas, result)
 
 
 def _write_report(atlas: Atlas, result: IndexResult) -> None:
-    path = atlas.index_report(result.species)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str))
-    tmp.replace(path)
+    atomic_write_text(atlas.index_report(result.species), json.dumps(result.to_dict(), indent=2, default=str))

@@ -2,6 +2,8 @@
 
 Upsert with deterministic IDs, then delete the species' points that are no longer in the gene
 table, so a store always mirrors the atlas exactly (no duplicates, no ghosts of removed genes).
+A store collection holds one embedding space (`schemas.space`): loading a species whose space
+differs from the others' is refused, naming both, before anything is written.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
-from orthovec.lookup.store import GeneStore
+
+from orthovec.lookup.store import GeneStore, describe, open_store
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import NotFound, Unavailable, UserError
+from orthovec.schemas.space import EmbeddingSpace, require_one_space_id, space_of_genes
 from orthovec.schemas.tables import GENES, read_table
 
 
@@ -23,8 +27,26 @@ class Loaded:
     removed: int
 
 
-def load_genes(store: GeneStore, model: str, species: str, genes: pa.Table) -> Loaded:
-    store.upsert_genes(model, genes)
+def check_store_space(store: GeneStore, model: str, species: str | None = None, space: str | None = None) -> None:
+    """Refuse a store collection that mixes spaces, or (with `space`) one whose other species are in another.
+
+    `species` is the one being (re)loaded: its own old points are about to be replaced, so they
+    do not count against the new space.
+    """
+    if model not in store.models():
+        return
+    held = {sid: [s for s in names if s != species] for sid, names in store.spaces(model).items()}
+    by_species = {name: sid for sid, names in held.items() for name in names}
+    if space is not None and species is not None:
+        by_species[species] = space
+    require_one_space_id(by_species, f"The {model} vectors of {describe(store)}")
+
+
+def load_genes(
+    store: GeneStore, model: str, species: str, genes: pa.Table, space: EmbeddingSpace | None = None
+) -> Loaded:
+    check_store_space(store, model, species, space.id if space else None)
+    store.upsert_genes(model, genes, space=space.id if space else None)
     removed = store.remove_missing(model, species, genes.column("gene_id").to_pylist())
     store.optimize(model)
     return Loaded(species, model, genes.num_rows, removed)
@@ -36,13 +58,113 @@ def load_atlas(
     """Every (species, model) gene table of the atlas, or the chosen ones."""
     names = species or atlas.species_names()
     if not names:
-        raise UserError(f"The atlas {atlas.root} holds no species; index a proteome first.")
+        raise NotFound(f"The atlas {atlas.root} holds no species; index a proteome first.")
     loaded: list[Loaded] = []
     for name in names:
         if name not in atlas.species_names():
-            raise UserError(f"Species '{name}' is not in the atlas {atlas.root} ({', '.join(atlas.species_names())}).")
+            raise NotFound(f"Species '{name}' is not in the atlas {atlas.root} ({', '.join(atlas.species_names())}).")
         models = [model] if model else atlas.models_for(name)
         for chosen in models:
-            genes = read_table(atlas.genes(name, chosen), GENES)
-            loaded.append(load_genes(store, chosen, name, genes))
+            path = atlas.genes(name, chosen)
+            genes = read_table(path, GENES)
+            loaded.append(load_genes(store, chosen, name, genes, space_of_genes(path)))
     return loaded
+
+
+class StoreSink:
+    """The indexer's `GeneSink`: the store is opened (and write-locked) before the indexer writes anything."""
+
+    def __init__(self, atlas: Atlas, qdrant_url: str | None = None, qdrant_api_key: str | None = None) -> None:
+        self.atlas, self.qdrant_url, self.qdrant_api_key = atlas, qdrant_url, qdrant_api_key
+        self._store: GeneStore | None = None
+
+    def open(self, model: str, species: str, space: EmbeddingSpace) -> None:
+        if self._store is None:
+            self._store = open_store(self.atlas, self.qdrant_url, self.qdrant_api_key)
+        check_store_space(self._store, model, species, space.id)
+
+    def load(self, model: str, species: str, genes: pa.Table, space: EmbeddingSpace) -> str:
+        if self._store is None:
+            raise RuntimeError("StoreSink.load before open")  # a bug in the indexer, not the user's
+        load_genes(self._store, model, species, genes, space)
+        return describe(self._store)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+@dataclass(frozen=True)
+class SpeciesState:
+    """One (species, model) of an atlas as `orthovec species` shows it."""
+
+    species: str
+    model: str | None
+    genes: int
+    proteins: int
+    stored: int | None  # genes in the embedded store; None when it is not checked (server, busy)
+    state: str  # complete | incomplete | store missing
+    note: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "species": self.species,
+            "model": self.model,
+            "genes": self.genes,
+            "proteins": self.proteins,
+            "stored": self.stored,
+            "state": self.state,
+            "note": self.note,
+        }
+
+
+def species_states(atlas: Atlas) -> list[SpeciesState]:
+    """What each species really is: its tables, its last index run, and its vectors in the embedded store."""
+    import pyarrow.parquet as pq
+
+    counts, store_note = _embedded_counts(atlas)
+    rows: list[SpeciesState] = []
+    for species in atlas.species_names():
+        proteins_path = atlas.proteins(species)
+        n_proteins = pq.ParquetFile(proteins_path).metadata.num_rows if proteins_path.is_file() else 0
+        report = atlas.read_index_report(species)
+        for model in atlas.models_for(species) or [None]:
+            genes = pq.ParquetFile(atlas.genes(species, model)).metadata.num_rows if model else 0
+            stored = counts.get(model, {}).get(species, 0) if model and counts is not None else None
+            state, note = _state(report, model, genes, stored, store_note)
+            rows.append(SpeciesState(species, model, genes, n_proteins, stored, state, note))
+    return rows
+
+
+def _state(
+    report: dict[str, object], model: str | None, genes: int, stored: int | None, store_note: str
+) -> tuple[str, str]:
+    last_run = report.get("model") == model
+    if model is None or (last_run and report.get("state") != "complete"):
+        why = {"committing": "a run stopped while committing", "embedding": "embedding not finished (shards?)"}
+        return "incomplete", why.get(str(report.get("state")), "not embedded yet") + "; run `orthovec index` again"
+    store = str(report.get("paths", {}).get("store", "")) if last_run and isinstance(report.get("paths"), dict) else ""
+    if store and not store.startswith("embedded"):
+        return "complete", f"vectors in {store} (not checked)"
+    if stored is None:
+        return "complete", store_note
+    if stored != genes:
+        return "store missing", f"the store holds {stored:,} of {genes:,} genes; run `orthovec index` again"
+    return "complete", ""
+
+
+def _embedded_counts(atlas: Atlas) -> tuple[dict[str, dict[str, int]] | None, str]:
+    """Genes per model and species in the embedded store, or None and why it could not be read."""
+    if not (atlas.root / "qdrant").is_dir():
+        return {}, ""
+    try:
+        store = open_store(atlas, read_only=True)
+    except Unavailable:
+        return None, "store not checked: it is being written"
+    try:
+        return {model: store.species_counts(model) for model in store.models()}, ""
+    except UserError as error:
+        return None, f"store not checked: {error}"
+    finally:
+        store.close()

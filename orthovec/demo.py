@@ -14,7 +14,8 @@ from importlib.resources import files
 from pathlib import Path
 
 from orthovec.indexer.model import is_random_checkpoint
-from orthovec.indexer.pipeline import IndexConfig, index_proteome
+from orthovec.indexer.pipeline import IndexConfig
+from orthovec.indexing import index_proteome
 from orthovec.lookup.evaluate import Evaluation, evaluate
 from orthovec.lookup.homology import import_pairs
 from orthovec.lookup.mapping import PairSummary, map_species
@@ -60,7 +61,7 @@ def run_demo(
     summary = map_species(atlas, list(SPECIES), model)[0]
     truth = import_pairs(Path(str(EXAMPLES / "demo_orthologs.tsv")), *SPECIES)
     agreement = evaluate(read_table(Path(summary.path), MAPPING), truth)
-    store = open_store(atlas)
+    store = open_store(atlas, read_only=True)
     try:
         queries = {gene: homologs_of_gene(store, gene, "human", [FROG], k=3, model=model) for gene in QUERIES}
     finally:

@@ -6,6 +6,7 @@ the directory resets everything (no hidden global state).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -60,6 +61,14 @@ class Atlas:
     def index_report(self, species: str) -> Path:
         return self.species_dir(species) / "index_report.json"
 
+    def read_index_report(self, species: str) -> dict[str, object]:
+        """The species' last `index_report.json` ({} when there is none or it is unreadable)."""
+        try:
+            report = json.loads(self.index_report(species).read_text())
+        except (OSError, ValueError):
+            return {}
+        return report if isinstance(report, dict) else {}
+
     def embedding_cache(self, cache_key: str) -> Path:
         """Chunks of embedded sequences, shared by all species indexed with the same model setup."""
         return self.root / "cache" / "embeddings" / cache_key
@@ -78,7 +87,7 @@ class Atlas:
 
     def species_lock(self, species: str) -> Path:
         """Held by the one run that stages and commits this species (see `schemas.locks`)."""
-        return self.species_dir(species) / ".index.lock"
+        return self.root / ".locks" / f"index-{check_name('species', species)}.lock"
 
     def staging(self, species: str) -> Path:
         """A run's new files for a species, moved into place only once the whole run has succeeded."""
@@ -95,12 +104,6 @@ class Atlas:
     def mapping(self, model: str, species_a: str, species_b: str) -> Path:
         a, b = check_name("species", species_a), check_name("species", species_b)
         return self.root / "mappings" / check_name("model", model) / f"{a}__{b}.parquet"
-
-    def alignment(self, species_a: str, species_b: str) -> Path:
-        """MMseqs2 gene-pair evidence of two species (model-free: it depends on sequences only)."""
-        return (
-            self.root / "alignments" / f"{check_name('species', species_a)}__{check_name('species', species_b)}.parquet"
-        )
 
     def alignment(self, species_a: str, species_b: str) -> Path:
         """MMseqs2 gene-pair evidence of two species (model-free: it depends on sequences only)."""

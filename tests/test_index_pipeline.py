@@ -6,20 +6,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from orthovec.indexer.pipeline import EmbeddingCache, IndexConfig, index_proteome
+
+from orthovec.cli import main
+from orthovec.faults import FAULT_ENV
+from orthovec.indexer.pipeline import EmbeddingCache, IndexConfig
+from orthovec.indexing import index_proteome
 from orthovec.lookup.store import open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.tables import GENES, read_provenance, read_table
-
-from orthovec.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
 HUMAN_DEMO = EXAMPLES / "human_demo.fasta.gz"
@@ -71,28 +72,24 @@ def test_reindexing_reuses_embeddings_and_never_duplicates(tmp_path: Path, tiny_
     store.close()
 
 
-def test_a_sigkilled_run_resumes_to_the_same_output(tmp_path: Path, weights_8m: Path) -> None:
+def test_a_sigkilled_run_resumes_to_the_same_output(tmp_path: Path, tiny_weights: Path) -> None:
     uninterrupted = tmp_path / "uninterrupted"
-    assert _index(uninterrupted, weights_8m, "--chunk-residues", "4000").exit_code == 0
+    assert _index(uninterrupted, tiny_weights, "--chunk-residues", "4000").exit_code == 0
 
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "orthovec.cli", "index", str(HUMAN_DEMO), "--species", "human"]
-    command += ["--weights", str(weights_8m), "--atlas", str(killed), "--chunk-residues", "4000"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command += ["--weights", str(tiny_weights), "--atlas", str(killed), "--chunk-residues", "4000"]
+    env = {**os.environ, FAULT_ENV: "after-chunk:3"}  # SIGKILL right after the third chunk is cached
+    process = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    assert process.returncode == -signal.SIGKILL
     cache = killed / "cache" / "embeddings"
-    deadline = time.monotonic() + 120
-    while len(list(cache.glob("*/chunk-*.parquet"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    chunks_at_kill = len(list(cache.glob("*/chunk-*.parquet")))
-    assert 3 <= chunks_at_kill < 13, "the kill should land mid-run"
-    assert not Atlas(killed).genes("human", "esm2_t6_8M_UR50D").exists()
+    assert len(list(cache.glob("*/chunk-*.parquet"))) == 3
+    assert not Atlas(killed).genes("human", "esm2_t2_d64_custom").exists()
 
-    resumed = _index(killed, weights_8m, "--chunk-residues", "4000", "--json")
+    resumed = _index(killed, tiny_weights, "--chunk-residues", "4000", "--json")
     assert resumed.exit_code == 0, resumed.output
-    a = pq.read_table(Atlas(uninterrupted).genes("human", "esm2_t6_8M_UR50D"))
-    b = pq.read_table(Atlas(killed).genes("human", "esm2_t6_8M_UR50D"))
+    a = pq.read_table(Atlas(uninterrupted).genes("human", "esm2_t2_d64_custom"))
+    b = pq.read_table(Atlas(killed).genes("human", "esm2_t2_d64_custom"))
     assert a.equals(b)  # bit-identical, not merely close
     assert sorted(p.name for p in cache.glob("*/chunk-*")) == sorted(
         p.name for p in (uninterrupted / "cache" / "embeddings").glob("*/chunk-*")

@@ -1,0 +1,34 @@
+"""Index a proteome into an atlas and its vector store: the indexer's pipeline with the lookup stage's store.
+
+The one place the two stages meet for indexing, so neither imports the other: the indexer asks
+for a `GeneSink`, and this module hands it the store (embedded, or a Qdrant server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orthovec.indexer.pipeline import IndexConfig, IndexResult, ProgressFactory, index_species
+from orthovec.lookup.load import StoreSink
+
+
+def index_proteome(
+    config: IndexConfig,
+    progress: ProgressFactory | None = None,
+    log: Callable[[str], None] = lambda message: None,
+    *,
+    qdrant_url: str | None = None,
+    qdrant_api_key: str | None = None,
+) -> IndexResult:
+    """Index (or resume) one proteome: ATLAS/species/<name>/ tables, then its genes into the store.
+
+    Writes proteins.parquet, protein_embeddings/<model>.parquet, genes/<model>.parquet and
+    index_report.json under ATLAS/species/<name>/, embedding chunks under ATLAS/cache/, and the
+    gene vectors into the atlas's embedded Qdrant store (or the server at `qdrant_url`). A run
+    that fails or is killed leaves the species as it was (see the README's Guarantees).
+    """
+    sink = StoreSink(config.atlas, qdrant_url, qdrant_api_key)
+    try:
+        return index_species(config, sink, progress, log)
+    finally:
+        sink.close()
