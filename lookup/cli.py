@@ -120,41 +120,74 @@ def query_command(
 @click.argument("species", nargs=-1, required=True)
 @click.option("--model", help="Model (default: the one all species share).")
 @click.option("-k", "--k", "k", type=click.IntRange(1, 200), default=10, show_default=True, help="Hits per gene.")
-@click.option("--metric", type=click.Choice(["cosine", "pearson"]), default="cosine", show_default=True)
+@click.option(
+    "--evidence",
+    type=click.Choice(["auto", "embedding", "alignment", "fused"]),
+    default="auto",
+    show_default=True,
+    help="auto: fused when the pair has gene vectors and `orthovec align` output, else whichever exists.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["cosine", "pearson", "csls"]),
+    default="cosine",
+    show_default=True,
+    help="Embedding similarity; csls corrects hubness (genes close to many others).",
+)
 @click.option(
     "--margin",
     type=click.FloatRange(min=0),
-    default=0.02,
+    default=0.1,
     show_default=True,
-    help="Homology graph: pairs within this of both genes' best score.",
+    help="Homology graph: pairs within this fraction of the way from each gene's background to its best score.",
 )
 @click.option("--min-score", type=float, default=0.0, show_default=True, help="Homology graph: minimum score.")
+@click.option(
+    "--max-evalue",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="One-to-one floor: pairs whose E-value (expected chance hits as good) is above it are not called.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (two species only).")
 @atlas_option
 def map_command(
     species: tuple[str, ...],
     model: str | None,
     k: int,
+    evidence: str,
     metric: str,
     margin: float,
     min_score: float,
+    max_evalue: float,
     out: Path | None,
     atlas: Atlas,
 ) -> None:
     """Precompute mapping tables between species A B [C ...] (every pair) from the atlas.
 
-    Exact all-vs-all similarity in blocks: top-k hits both ways, reciprocal best hits, one-to-one
-    pairs (global greedy and optimal assignment), many-to-many homology with groups. Writes
-    ATLAS/mappings/MODEL/A__B.parquet (and a groups table with three or more species).
+    Evidence: embedding similarity (exact all-vs-all in blocks), MMseqs2 alignments from
+    `orthovec align`, or both fused (alignment decides where it has a hit, the embedding fills in).
+    Top-k hits both ways, reciprocal best hits, one-to-one pairs above the E-value floor (global
+    greedy and optimal assignment), many-to-many homology with groups. Writes
+    ATLAS/mappings/MODEL/A__B.parquet (mmseqs2/ for alignment only; a groups table with three or
+    more species). Example: `orthovec align human mouse && orthovec map human mouse --evidence fused`.
     """
     from rich.table import Table
 
     from orthovec.lookup.mapping import MappingParams, map_species
 
-    params = MappingParams(k=k, metric=metric, margin=margin, min_score=min_score)  # type: ignore[arg-type]
+    params = MappingParams(
+        k=k,
+        metric=metric,  # type: ignore[arg-type]
+        margin=margin,
+        min_score=min_score,
+        max_evalue=max_evalue,
+        evidence=evidence,  # type: ignore[arg-type]
+    )
     table = Table(title="mappings")
     for column in (
         "pair",
+        "evidence",
         "genes",
         "candidates",
         "RBH",
@@ -168,6 +201,7 @@ def map_command(
     for s in map_species(atlas, list(species), model, params, out):
         table.add_row(
             f"{s.species_a} → {s.species_b}",
+            s.evidence,
             f"{s.genes_a:,} × {s.genes_b:,}",
             f"{s.candidates:,}",
             f"{s.rbh:,}",
