@@ -145,7 +145,7 @@ def query_command(
 @click.option(
     "--max-evalue",
     type=click.FloatRange(min=0),
-    default=1.0,
+    default=0.01,
     show_default=True,
     help="One-to-one floor: pairs whose E-value (expected chance hits as good) is above it are not called.",
 )
