@@ -300,7 +300,7 @@ def parse_source(value: str, base: Path, where: str) -> Source:
 def _existing_file(base: Path, value: str | None, where: str, what: str) -> Path | None:
     if value is None:
         return None
-    path = (base / value).expanduser()
+    path = (base / value).expanduser().absolute()
     if not path.is_file():
         hint = f"; a source may also be {SOURCE_FORMS}" if what == "source" else ""
         raise NotFound(f"{where}: {what} file {value!r} not found (looked at {path}){hint}.")

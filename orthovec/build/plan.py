@@ -290,8 +290,11 @@ def weights_identity(manifest: Manifest, hashes: FileHashes) -> str:
     return hashes.stamp(weights).sha256 if weights else f"hub:{manifest.atlas.model}"
 
 
-def run_build(manifest: Manifest, atlas: Atlas, options: BuildOptions, events: BuildEvents) -> BuildReport:
+def run_build(
+    manifest: Manifest, atlas: Atlas, options: BuildOptions | None = None, events: BuildEvents | None = None
+) -> BuildReport:
     """Run (or, with `dry_run`, describe) every step of the manifest that is not already done."""
+    options, events = options or BuildOptions(), events or BuildEvents()
     started = time.perf_counter()
     # Stamps record output paths; absolute ones stay true when the next build runs from elsewhere.
     atlas = Atlas(atlas.root.absolute())
@@ -356,6 +359,9 @@ class _Runner:
                     blocked = [name for name in step.after if name in self.outcomes and name not in self.digests]
                     if blocked:
                         pending.remove(step)
+                        if self.options.dry_run and all(self.outcomes[n].status == "to run" for n in blocked):
+                            self.outcomes[step.name] = Outcome(step.name, step.kind, "to run", f"after {blocked[0]}")
+                            continue
                         why = f"{blocked[0]} {self.outcomes[blocked[0]].status}"
                         self.outcomes[step.name] = Outcome(step.name, step.kind, "not reached", why)
                         continue

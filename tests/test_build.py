@@ -1,0 +1,213 @@
+"""`orthovec build`: manifest errors name their line; a killed build reruns to the same atlas; a
+finished one reruns as a no-op; a changed source redoes only what depends on it."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from orthovec.build.manifest import load_manifest
+from orthovec.build.plan import BuildOptions, BuildReport, run_build
+from orthovec.cli import main
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import UserError
+from orthovec.schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, read_table
+from tests.conftest import shared_file
+
+SPECIES = {"human": "human", "mouse": "mouse", "xenopus": "xenopus_tropicalis"}
+RECORDS = 20
+
+
+def _slice(name: str, out: Path, records: int = RECORDS) -> Path:
+    """The first `records` Swiss-Prot records of a species: small, real, and ours to edit."""
+    text = gzip.decompress(shared_file(f"proteomes/{name}_sprot2014.fasta.gz").read_bytes()).decode()
+    out.write_text(">" + "\n>".join(text.lstrip(">").split("\n>")[:records]) + "\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sources")
+    for species, file_stem in SPECIES.items():
+        _slice(file_stem, folder / f"{species}.fa")
+    return folder
+
+
+def _manifest(folder: Path, weights: Path, sources: Path) -> Path:
+    """Three species, alignment off: MMseqs2 costs tens of seconds per pair on two shared cores, and
+    the align step has its own tests; here the plan's bookkeeping is under test."""
+    species = "".join(f'\n[[species]]\nname = "{name}"\nsource = "{sources / name}.fa"\n' for name in SPECIES)
+    path = folder / "atlas.toml"
+    path.write_text(f'[atlas]\nweights = "{weights}"\nalign = false\n{species}')
+    return path
+
+
+def _build(manifest: Path, atlas: Path, **options: object) -> BuildReport:
+    return run_build(load_manifest(manifest), Atlas(atlas), BuildOptions(**options))  # type: ignore[arg-type]
+
+
+def _status(report: BuildReport) -> dict[str, str]:
+    return {outcome.step: outcome.status for outcome in report.outcomes}
+
+
+# --- the manifest -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\n\n[[species]]\nname = "human"\nsorce = "h.fa"\n',
+            r"atlas\.toml:6: \[\[species\]\] entry 1: unknown key 'sorce' \(did you mean 'source'\?\)",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\n\n[[species]]\nname = "human"\n',
+            r"atlas\.toml:4: \[\[species\]\] entry 1: missing 'source'",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\n[[species]]\nname = "a"\nsource = "UP000005640"\n'
+            '[[species]]\nname = "b"\nsource = "UP12345"\n',
+            r"atlas\.toml:8: \[\[species\]\] entry 2: 'UP12345' is not a UniProt proteome id",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\n[[species]]\nname = "a"\nsource = "ensembl:Mus musculus"\n',
+            r"atlas\.toml:5: .*not an Ensembl source; write ensembl:SPECIES@RELEASE",
+        ),
+        (
+            '[atlas]\nmodle = "esm2_t6_8M_UR50D"\n[[species]]\nname = "a"\nsource = "UP000005640"\n',
+            r"atlas\.toml:2: \[atlas\]: unknown key 'modle' \(did you mean 'model'\?\)",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\nlayer = "six"\n[[species]]\nname = "a"\nsource = "UP000005640"\n',
+            r"atlas\.toml:3: \[atlas\]: 'layer' = 'six' is not valid; expected representation layer",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\npairs = [["a", "mouse"]]\n[[species]]\nname = "a"\n'
+            'source = "UP000005640"\n',
+            r"atlas\.toml:3: \[atlas\]: pair \['a', 'mouse'\] names 'mouse', which no \[\[species\]\] entry defines",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\n[[species]]\nname = "a"\nsource = "missing.fa"\n',
+            r"atlas\.toml:5: \[\[species\]\] entry 1: source file 'missing.fa' not found",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\n[[species]]\nname = "a"\nsource = "UP000005640"\n'
+            '[[species]]\nname = "a"\nsource = "UP000005640"\n',
+            r"atlas\.toml:7: \[\[species\]\] entry 2: species 'a' is listed twice",
+        ),
+        ('[atlas]\nmodel = "esm2_t6_8M_UR50D\n', r"atlas\.toml: not valid TOML: .*line 2"),
+    ],
+    ids=["unknown-key", "missing-field", "bad-uniprot-id", "bad-ensembl", "atlas-typo", "wrong-type",
+         "pair-unknown", "missing-file", "duplicate", "toml-syntax"],
+)  # fmt: skip
+def test_manifest_mistakes_name_the_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "atlas.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_manifest(path)
+
+
+def test_manifest_error_is_one_paragraph_at_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "atlas.toml"
+    path.write_text('[atlas]\nmodel = "esm2_t6_8M_UR50D"\n[[species]]\nname = "a"\nsource = "UP1"\n')
+    result = CliRunner().invoke(main, ["build", str(path), "--atlas", str(tmp_path / "atlas")])
+    assert result.exit_code == 2
+    assert "atlas.toml:5" in result.output and "UniProt proteome id" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_manifest_accepts_the_documented_shape(tmp_path: Path, tiny_weights: Path) -> None:
+    path = tmp_path / "atlas.toml"
+    path.write_text(
+        f'[atlas]\nweights = "{tiny_weights}"\npairs = [["human", "mouse"]]\n'
+        '[[species]]\nname = "human"\nsource = "UP000005640"\n'
+        '[[species]]\nname = "mouse"\nsource = "https://example.org/mouse.fa.gz"\ntaxid = 10090\n'
+        '[[species]]\nname = "frog"\nsource = "ensembl:xenopus_tropicalis@112"\n'
+    )
+    manifest = load_manifest(path)
+    assert [(s.name, s.source.kind) for s in manifest.species] == [
+        ("human", "uniprot"),
+        ("mouse", "url"),
+        ("frog", "ensembl"),
+    ]
+    assert manifest.pairs() == [("human", "mouse")] and manifest.atlas.weights == tiny_weights
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+def _tables(atlas: Path) -> dict[str, pa.Table]:
+    """Everything a build produces that users read, sorted so row order cannot hide a difference."""
+    tables: dict[str, pa.Table] = {}
+    for path in sorted((atlas / "species").glob("*/genes/*.parquet")):
+        tables[str(path.relative_to(atlas))] = read_table(path, GENES).select(["gene_id", "embedding"])
+    for path in sorted((atlas / "mappings").glob("*/*.parquet")):
+        spec = HOMOLOGY_GROUPS if path.name.startswith("groups__") else MAPPING
+        table = read_table(path, spec)
+        key = "group_id" if spec is HOMOLOGY_GROUPS else "gene_id_a"
+        sort = [(key, "ascending")] + ([("gene_id_b", "ascending")] if spec is MAPPING else [])
+        tables[str(path.relative_to(atlas))] = table.sort_by(sort)
+    return tables
+
+
+def test_killed_build_reruns_to_the_same_atlas_is_then_a_no_op_and_redoes_only_a_changed_species(
+    tmp_path: Path, tiny_weights: Path, sources: Path
+) -> None:
+    own_sources = tmp_path / "sources"  # this test edits one
+    own_sources.mkdir()
+    for name in SPECIES:
+        (own_sources / f"{name}.fa").write_bytes((sources / f"{name}.fa").read_bytes())
+    manifest = _manifest(tmp_path, tiny_weights, own_sources)
+    reference = _build(manifest, tmp_path / "reference", jobs=2)
+    assert {s for s, status in _status(reference).items() if status != "ran"} == set()
+    assert len(reference.of_kind("map")) == 3 and _status(reference)["groups"] == "ran"
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "orthovec.cli", "build", str(manifest), "--atlas", str(killed)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "build" / "index-human.json").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "the build never finished indexing its first species"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the build finished before it could be killed"
+
+    resumed = _build(manifest, killed)
+    assert _status(resumed)["index:human"] == "up to date"  # work done before the kill is kept
+    assert _status(resumed)["map:human__mouse"] == "ran"
+    expected, got = _tables(tmp_path / "reference"), _tables(killed)
+    # 3 gene tables and 3 mapping tables (random weights without alignment evidence form no homology groups)
+    assert sorted(got) == sorted(expected) and len([name for name in got if "groups__" not in name]) == 3 + 3
+    for name, table in expected.items():
+        assert got[name].equals(table), name
+
+    result = CliRunner().invoke(main, ["build", str(manifest), "--atlas", str(killed)])
+    assert result.exit_code == 0, result.output
+    assert "Nothing to do" in result.output
+    assert "ran" not in {line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") > 3}
+
+    _slice(SPECIES["xenopus"], own_sources / "xenopus.fa", records=RECORDS - 5)
+    plan = _status(_build(manifest, killed, dry_run=True))
+    assert plan["fetch:xenopus"] == "to run" and plan["index:xenopus"] == "to run"
+    assert plan["index:human"] == plan["map:human__mouse"] == "up to date"
+    status = _status(_build(manifest, killed))
+    redone = {step for step, state in status.items() if state == "ran"}
+    assert redone == {"fetch:xenopus", "index:xenopus", "load:xenopus", "map:human__xenopus",
+                      "map:mouse__xenopus", "groups"}  # fmt: skip
+    genes = read_table(next((killed / "species" / "xenopus" / "genes").glob("*.parquet")), GENES)
+    assert genes.num_rows == RECORDS - 5
+
+
+def test_shard_plan_fetches_and_embeds_only(tmp_path: Path, tiny_weights: Path, sources: Path) -> None:
+    manifest = _manifest(tmp_path, tiny_weights, sources)
+    plan = _build(manifest, tmp_path / "atlas", dry_run=True, shard=(0, 4))
+    assert {outcome.kind for outcome in plan.outcomes} == {"fetch", "index"}
