@@ -12,11 +12,16 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from orthovec.lookup.store import GeneStore, describe, open_store
+from orthovec.lookup.store import EdgeStore, GeneStore, describe, open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import NotFound, Unavailable, UserError
+from orthovec.schemas.files import check_free_space
 from orthovec.schemas.space import EmbeddingSpace, require_one_space_id, space_of_genes
 from orthovec.schemas.tables import GENES, read_table
+
+#: Disk an Edge store load may take per byte of vectors: the WAL, the segment, and the optimizer's
+#: rebuilt copy of it coexist for a moment.
+EDGE_BYTES_PER_VECTOR_BYTE = 4
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,10 @@ class StoreSink:
     def load(self, model: str, species: str, genes: pa.Table, space: EmbeddingSpace) -> str:
         if self._store is None:
             raise RuntimeError("StoreSink.load before open")  # a bug in the indexer, not the user's
+        if isinstance(self._store, EdgeStore):
+            # Edge writes through mmap: on a full disk that is SIGBUS, not an error, so refuse first.
+            vector_bytes = genes.num_rows * genes.schema.field("embedding").type.list_size * 4
+            check_free_space(self.atlas.root / "qdrant", EDGE_BYTES_PER_VECTOR_BYTE * vector_bytes, "the store load")
         load_genes(self._store, model, species, genes, space)
         return describe(self._store)
 

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from orthovec.schemas.files import disk_error
+
 
 class FileLock:
     """One flock on `path`, taken without waiting: `acquire` answers whether it got it."""
@@ -44,7 +46,7 @@ class FileLock:
         except OSError as err:
             if shared and err.errno in (errno.EROFS, errno.EACCES, errno.ENOENT):
                 return True
-            raise
+            raise (disk_error(err, self.path) or err) from err
         try:
             fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
