@@ -5,6 +5,15 @@ silhouette, where 1 means species are mixed within each cell type), iLISI/cLISI 
 graph connectivity; ARI/NMI compare Leiden clusters to labels (scikit-learn, as scIB does);
 label transfer is a kNN classifier trained on one species and scored on the other, over the cell
 types both species have.
+
+ALCS (BENGAL, Song et al. 2023: accuracy loss of cell-type self-projection) catches
+over-correction that mixing scores reward: per species, cross-validated kNN accuracy of its own
+cell types in its own PCA (before integration) minus the same in the integrated embedding,
+clipped at 0 and averaged over species (0 = no cell-type structure lost). `overall` is scIB's
+weighting, 0.6 × biology conservation + 0.4 × species mixing, over the unscaled metrics computed
+here: biology = mean(cell-type ASW, ARI, NMI, cLISI), mixing = mean(species ASW, iLISI, graph
+connectivity). scIB min-max scales each metric across the methods of one study; a single run
+cannot, so compare `overall` only between runs of this code.
 """
 
 from __future__ import annotations
@@ -12,13 +21,20 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scanpy as sc
 import scib_metrics
-from orthovec.schemas.errors import UserError
 from scib_metrics.nearest_neighbors import NeighborsResults
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
+from orthovec.schemas.errors import NotFound
+
 N_NEIGHBOURS = 15
+BIOLOGY = ("celltype_asw", "ari", "nmi", "clisi")
+MIXING = ("species_asw", "ilisi", "graph_connectivity")
+#: Cell types with fewer cells are left out of self-projection (5-fold cross-validation needs 5 per class).
+MIN_CELLS_SELF_PROJECTION = 5
 
 
 def _neighbours(x: np.ndarray, k: int) -> NeighborsResults:
@@ -56,9 +72,34 @@ def transfer_matrix(x: np.ndarray, species: np.ndarray, labels: np.ndarray, sour
     )
 
 
+def self_projection(x: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
+    """Cross-validated kNN accuracy of predicting a species' own cell types from its cells' coordinates."""
+    types, counts = np.unique(labels, return_counts=True)
+    keep = np.isin(labels, types[counts >= MIN_CELLS_SELF_PROJECTION])
+    if len(np.unique(labels[keep])) < 2:
+        return float("nan")
+    folds = StratifiedKFold(n_splits=MIN_CELLS_SELF_PROJECTION, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(KNeighborsClassifier(n_neighbors=N_NEIGHBOURS), x[keep], labels[keep], cv=folds)
+    return float((predicted == labels[keep]).mean())
+
+
+def alcs(shared: ad.AnnData, x: np.ndarray, labels: np.ndarray, species: np.ndarray) -> dict[str, float]:
+    """Per species: self-projection accuracy in its own PCA (log data, shared HVGs) minus in `x`, clipped at 0."""
+    n_comps = shared.obsm["X_pca"].shape[1]
+    loss: dict[str, float] = {}
+    for name in pd.unique(species):
+        cells = species == name
+        own = shared[cells, shared.var["highly_variable"]].copy()
+        before = sc.pp.pca(own.X, n_comps=min(n_comps, own.n_obs - 1, own.n_vars - 1), random_state=0)
+        accuracy_before = self_projection(np.asarray(before), labels[cells])
+        accuracy_after = self_projection(x[cells], labels[cells])
+        loss[str(name)] = max(0.0, accuracy_before - accuracy_after)
+    return loss
+
+
 def integration_metrics(shared: ad.AnnData, label_key: str) -> dict[str, object]:
     if label_key not in shared.obs:
-        raise UserError(f"No obs column '{label_key}'; available: {', '.join(map(str, shared.obs.columns))}.")
+        raise NotFound(f"No obs column '{label_key}'; available: {', '.join(map(str, shared.obs.columns))}.")
     x = np.asarray(shared.obsm[shared.uns["orthovec"]["embedding"]], dtype=np.float32)
     labels = shared.obs[label_key].astype(str).to_numpy()
     species = shared.obs["species"].astype(str).to_numpy()
@@ -66,7 +107,7 @@ def integration_metrics(shared: ad.AnnData, label_key: str) -> dict[str, object]
     knn15 = _neighbours(x, N_NEIGHBOURS)
     cross = (species[knn15.indices] != species[:, None]).mean()
     leiden = shared.obs["leiden"].astype(str).to_numpy()
-    return {
+    scores = {
         "celltype_asw": float(scib_metrics.silhouette_label(x, labels)),
         "species_asw": float(scib_metrics.silhouette_batch(x, labels, species)),
         "ilisi": float(scib_metrics.ilisi_knn(neighbours, species)),
@@ -74,8 +115,20 @@ def integration_metrics(shared: ad.AnnData, label_key: str) -> dict[str, object]
         "ari": float(adjusted_rand_score(labels, leiden)),
         "nmi": float(normalized_mutual_info_score(labels, leiden)),
         "graph_connectivity": float(scib_metrics.graph_connectivity(knn15, labels)),
+    }
+    per_species_loss = alcs(shared, x, labels, species)
+    biology = float(np.mean([scores[k] for k in BIOLOGY]))
+    mixing = float(np.mean([scores[k] for k in MIXING]))
+    metrics: dict[str, object] = {
+        **scores,
         "label_transfer": label_transfer(x, species, labels),
         "cross_species_neighbour_fraction": float(cross),
         "n_cells": int(shared.n_obs),
         "n_features": int(shared.n_vars),
+        "alcs": float(np.nanmean(list(per_species_loss.values()))),
+        "alcs_per_species": per_species_loss,
+        "overall": 0.6 * biology + 0.4 * mixing,
+        "biology_conservation": biology,
+        "species_mixing": mixing,
     }
+    return metrics

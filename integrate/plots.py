@@ -1,4 +1,4 @@
-"""PNG figures of an integration: UMAPs by species and cell type, cross-species agreement heatmap."""
+"""PNG figures of an integration: UMAPs, label-transfer agreement, cell-type correspondence, conserved markers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt
 import numpy as np
+import pyarrow as pa
 import scanpy as sc
+
 from orthovec.integrate.metrics import transfer_matrix
 
 
@@ -45,4 +47,50 @@ def agreement_heatmap(shared: ad.AnnData, label_key: str, out: Path) -> Path:
     path = out / "celltype_agreement.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+    return path
+
+
+def correspondence_heatmap(table: pa.Table, out: Path) -> Path:
+    """One panel per species pair: score of each cell-type pair, with both types' cell counts on the axes."""
+    frame = table.to_pandas()
+    pairs = list(frame.groupby(["species_a", "species_b"], sort=False))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(8 * len(pairs), 7), squeeze=False)
+    for ax, ((a, b), rows) in zip(axes[0], pairs, strict=True):
+        matrix = rows.pivot(index="cell_type_a", columns="cell_type_b", values="score")
+        n_a = rows.drop_duplicates("cell_type_a").set_index("cell_type_a")["n_cells_a"].reindex(matrix.index)
+        n_b = rows.drop_duplicates("cell_type_b").set_index("cell_type_b")["n_cells_b"].reindex(matrix.columns)
+        image = ax.imshow(matrix.to_numpy(), cmap="magma", vmin=0, vmax=1)
+        ax.set_xticks(range(matrix.shape[1]), [f"{t} (n={n})" for t, n in n_b.items()], rotation=90, fontsize=8)
+        ax.set_yticks(range(matrix.shape[0]), [f"{t} (n={n})" for t, n in n_a.items()], fontsize=8)
+        scores = matrix.to_numpy()
+        for i, j in zip(*np.nonzero(scores >= 0.1), strict=True):
+            colour = "black" if scores[i, j] > 0.6 else "white"
+            ax.text(j, i, f"{scores[i, j]:.2f}", ha="center", va="center", fontsize=6, color=colour)
+        ax.set_xlabel(f"{b} cell type (cells)")
+        ax.set_ylabel(f"{a} cell type (cells)")
+        ax.set_title(f"{a} ↔ {b}: mean share of cross-species neighbours")
+        fig.colorbar(image, ax=ax, shrink=0.6, label="correspondence score")
+    path = out / "celltype_correspondence.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def markers_dotplot(shared: ad.AnnData, markers: pa.Table, label_key: str, out: Path, per_type: int = 3) -> Path | None:
+    """Top conserved markers per cell type, dots per (cell type, species); None when no type is shared."""
+    frame = markers.to_pandas()
+    top = frame[frame["conserved_rank"] <= per_type].drop_duplicates(["cell_type", "feature"])
+    if top.empty:
+        return None
+    genes = {cell_type: list(rows["feature"]) for cell_type, rows in top.groupby("cell_type", sort=True)}
+    cells = shared[shared.obs[label_key].astype(str).isin(list(genes))].copy()
+    cells.obs["cell type | species"] = (
+        cells.obs[label_key].astype(str) + " | " + cells.obs["species"].astype(str)
+    ).astype("category")
+    plot = sc.pl.dotplot(
+        cells, genes, groupby="cell type | species", use_raw=False, show=False, return_fig=True, standard_scale="var"
+    )
+    path = out / "markers_dotplot.png"
+    plot.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close("all")
     return path

@@ -341,3 +341,70 @@ HOMOLOGY_GROUPS = TableSpec(
     1,
     pa.schema([pa.field("group_id", pa.int64(), nullable=False), pa.field("n_species", pa.int32())]),
 )
+
+
+# --- integrate -------------------------------------------------------------------------------
+
+#: Written by `orthovec integrate` (`correspondence.parquet`): cell type × cell type of each species pair,
+#: scored by cross-species neighbours in the integrated space (see `orthovec.integrate.correspondence`).
+CELLTYPE_CORRESPONDENCE = TableSpec(
+    "celltype_correspondence",
+    1,
+    pa.schema(
+        [
+            pa.field("species_a", pa.string(), nullable=False),
+            pa.field("cell_type_a", pa.string(), nullable=False),
+            pa.field("n_cells_a", pa.int32(), nullable=False),
+            pa.field("species_b", pa.string(), nullable=False),
+            pa.field("cell_type_b", pa.string(), nullable=False),
+            pa.field("n_cells_b", pa.int32(), nullable=False),
+            pa.field("fraction_a_to_b", pa.float32(), nullable=False),
+            pa.field("fraction_b_to_a", pa.float32(), nullable=False),
+            pa.field("score", pa.float32(), nullable=False),
+            pa.field("is_mutual_best", pa.bool_(), nullable=False),
+        ]
+    ),
+)
+
+#: Written by `orthovec integrate` (`markers.parquet`): per cell type shared by all species and per
+#: species, the marker statistics of each shared feature, and the feature's conserved score and rank.
+CONSERVED_MARKERS = TableSpec(
+    "conserved_markers",
+    1,
+    pa.schema(
+        [
+            pa.field("cell_type", pa.string(), nullable=False),
+            pa.field("feature", pa.string(), nullable=False),
+            pa.field("species", pa.string(), nullable=False),
+            pa.field("gene", pa.string(), nullable=False),
+            pa.field("score", pa.float32(), nullable=False),
+            pa.field("log2_fold_change", pa.float32()),
+            pa.field("pval_adj", pa.float64()),
+            pa.field("rank", pa.int32(), nullable=False),
+            pa.field("conserved_score", pa.float32(), nullable=False),
+            pa.field("conserved_rank", pa.int32(), nullable=False),
+        ]
+    ),
+)
+
+#: Written by `orthovec integrate` (`conservation.parquet`): per shared feature and non-reference
+#: species, sequence evidence beside expression conservation across the cell types both share.
+GENE_CONSERVATION = TableSpec(
+    "gene_conservation",
+    1,
+    pa.schema(
+        [
+            pa.field("feature", pa.string(), nullable=False),
+            pa.field("reference", pa.string(), nullable=False),
+            pa.field("gene_reference", pa.string(), nullable=False),
+            pa.field("species", pa.string(), nullable=False),
+            pa.field("gene", pa.string(), nullable=False),
+            pa.field("mapping_score", pa.float32()),
+            pa.field("identity", pa.float32()),
+            pa.field("expression_correlation", pa.float32()),
+            pa.field("n_cell_types", pa.int32(), nullable=False),
+            pa.field("mean_expression_reference", pa.float32(), nullable=False),
+            pa.field("mean_expression", pa.float32(), nullable=False),
+        ]
+    ),
+)

@@ -1,8 +1,7 @@
-"""Integration through mapping tables: shared features, gene-loss report, metrics, CLI, errors."""
+"""Integration through mapping tables: shared features, counts from the right object, hostile input, errors."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import anndata as ad
@@ -12,25 +11,32 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
-from orthovec.integrate.features import build_shared, symbol_mapping
-from orthovec.integrate.metrics import label_transfer
-from orthovec.lookup.homology import import_pairs
-from orthovec.schemas.errors import UserError
-from orthovec.schemas.tables import MAPPING, write_table
 
 from orthovec.cli import main
+from orthovec.integrate.features import build_shared
+from orthovec.integrate.inputs import species_counts
+from orthovec.integrate.mappings import load_mappings, symbol_mapping
+from orthovec.integrate.metrics import label_transfer, self_projection
+from orthovec.lookup.homology import import_pairs
+from orthovec.schemas.errors import Invalid, NotFound
 from tests.conftest import shared_file
 
 
-def _adata(genes: list[str], counts: list[list[float]]) -> ad.AnnData:
-    obs = pd.DataFrame({"cell_ontology_class": ["beta"] * len(counts)}, index=[f"c{i}" for i in range(len(counts))])
-    return ad.AnnData(X=sp.csr_matrix(np.array(counts, dtype=np.float32)), obs=obs, var=pd.DataFrame(index=genes))
+def _adata(genes: list[str], counts: list[list[float]], label: str = "beta") -> ad.AnnData:
+    matrix = np.asarray(counts, dtype=np.float32).reshape(-1, len(genes))
+    obs = pd.DataFrame({"cell_ontology_class": [label] * len(matrix)}, index=[f"c{i}" for i in range(len(matrix))])
+    return ad.AnnData(X=sp.csr_matrix(matrix), obs=obs, var=pd.DataFrame(index=genes))
 
 
-def _pairs_mapping(tmp_path: Path, rows: str) -> pa.Table:
-    path = tmp_path / "pairs.csv"
+def _pairs_mapping(tmp_path: Path, rows: str, a: str = "human", b: str = "mouse") -> pa.Table:
+    path = tmp_path / f"pairs_{a}_{b}.csv"
     path.write_text("a,b\n" + rows)
-    return import_pairs(path, "human", "mouse")
+    return import_pairs(path, a, b)
+
+
+def _shared(adatas: dict[str, ad.AnnData], mapping: pa.Table, features: str = "one2one") -> tuple[ad.AnnData, list]:
+    counts = {name: species_counts(name, data) for name, data in adatas.items()}
+    return build_shared(counts, mapping, features)  # type: ignore[arg-type]
 
 
 HUMAN = _adata(["INS", "GCG", "AMY2A", "AMY2B", "ONLYHUMAN"], [[5, 1, 2, 3, 7], [0, 4, 1, 0, 1]])
@@ -40,7 +46,7 @@ ROWS = "INS,Ins1\nINS,Ins2\nGCG,Gcg\nAMY2A,Amy2a1\nAMY2A,Amy2a2\nAMY2B,Amy2a1\nA
 
 
 def test_one2one_keeps_only_one_to_one_pairs_named_after_the_reference(tmp_path: Path) -> None:
-    shared, reports = build_shared({"human": HUMAN, "mouse": MOUSE}, _pairs_mapping(tmp_path, ROWS), "one2one")
+    shared, reports = _shared({"human": HUMAN, "mouse": MOUSE}, _pairs_mapping(tmp_path, ROWS))
     assert list(shared.var_names) == ["GCG"]
     assert shared.var["gene_mouse"].tolist() == ["Gcg"]
     assert shared.obs["species"].tolist() == ["human", "human", "mouse", "mouse"]
@@ -52,7 +58,7 @@ def test_one2one_keeps_only_one_to_one_pairs_named_after_the_reference(tmp_path:
 
 
 def test_groups_sum_the_counts_of_paralogs(tmp_path: Path) -> None:
-    shared, reports = build_shared({"human": HUMAN, "mouse": MOUSE}, _pairs_mapping(tmp_path, ROWS), "groups")
+    shared, reports = _shared({"human": HUMAN, "mouse": MOUSE}, _pairs_mapping(tmp_path, ROWS), "groups")
     features = dict(zip(shared.var["gene_human"], range(shared.n_vars), strict=True))
     counts = shared.X.toarray()
     amy = features["AMY2A,AMY2B"]
@@ -63,17 +69,86 @@ def test_groups_sum_the_counts_of_paralogs(tmp_path: Path) -> None:
     assert reports[1].expressed_genes_lost == 1  # only Onlymouse
 
 
+def test_three_species_are_joined_through_the_reference(tmp_path: Path) -> None:
+    rat = _adata(["Gcg", "Ins1", "Amy2a1"], [[7, 1, 0]])
+    mapping = pa.concat_tables(
+        [_pairs_mapping(tmp_path, ROWS), _pairs_mapping(tmp_path, "GCG,Gcg\nINS,Ins1\n", "human", "rat")]
+    )
+    shared, reports = _shared({"human": HUMAN, "mouse": MOUSE, "rat": rat}, mapping)
+    # INS is one2one with rat but one2many with mouse: only GCG is one-to-one in every species.
+    assert list(shared.var_names) == ["GCG"] and shared.var["gene_rat"].tolist() == ["Gcg"]
+    np.testing.assert_array_equal(shared.X.toarray().ravel(), [1, 4, 1, 5, 7])
+    assert shared.uns["orthovec"]["reference"] == "human" and [r.species for r in reports] == ["human", "mouse", "rat"]
+    grouped, _ = _shared({"human": HUMAN, "mouse": MOUSE, "rat": rat}, mapping, "groups")
+    assert set(grouped.var["gene_rat"]) == {"Gcg", "Ins1"}  # AMY2A/B have no rat partner in the mapping
+
+
+def test_a_species_without_a_mapping_to_the_reference_is_named(tmp_path: Path) -> None:
+    rat = _adata(["Gcg"], [[7]])
+    mouse_rat = _pairs_mapping(tmp_path, "Gcg,Gcg\n", "mouse", "rat")
+    mapping = pa.concat_tables([_pairs_mapping(tmp_path, ROWS), mouse_rat])
+    with pytest.raises(NotFound, match=r"through the reference species 'human'.*human__rat"):
+        _shared({"human": HUMAN, "mouse": MOUSE, "rat": rat}, mapping)
+
+
+def test_counts_and_gene_names_come_from_the_same_object(tmp_path: Path) -> None:
+    """raw holds counts in another gene order than var (here: log data in X): features must get raw's counts."""
+    data = _adata(["INS", "GCG"], [[0.5, 0.1]])  # X: transformed values, var order INS, GCG
+    data.raw = _adata(["GCG", "INS", "EXTRA"], [[9, 3, 1]])  # raw: another order and one more gene
+    mapping = _pairs_mapping(tmp_path, "INS,Ins1\nGCG,Gcg\n")
+    shared, reports = _shared({"human": data, "mouse": _adata(["Ins1", "Gcg"], [[1, 2]])}, mapping)
+    counts = dict(zip(shared.var_names, shared.X.toarray()[0], strict=True))
+    assert counts == {"INS": 3, "GCG": 9}
+    assert reports[0].counts_from == "raw.X" and reports[0].genes_in_data == 3
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        ([[1.0, -2.0]], "negative values"),
+        ([[1.0, np.nan]], "NaN or infinite"),
+        ([], "0 cells"),
+    ],
+)
+def test_hostile_counts_are_refused_with_the_reason(counts: list[list[float]], message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        species_counts("human", _adata(["A", "B"], counts))
+
+
+def test_missing_var_key_is_named() -> None:
+    with pytest.raises(Invalid, match=r"--var-key 'symbol' is not a column of X\.var"):
+        species_counts("human", HUMAN, var_key="symbol")
+
+
+def test_non_integer_values_and_duplicate_names_are_warned_about() -> None:
+    warnings: list[str] = []
+    data = _adata(["A", "B", "A"], [[0.5, 1, 4]])
+    counts = species_counts("human", data, warn=warnings.append)
+    assert any("non-integer values" in w for w in warnings)
+    assert any("1 duplicate gene names (e.g. A)" in w and "first occurrence" in w for w in warnings)
+    assert list(counts.gene_names) == ["A", "B", "A"]
+
+
 def test_symbol_matching_is_the_upper_case_baseline() -> None:
-    mapping = symbol_mapping({"human": HUMAN, "mouse": MOUSE})
+    mapping = symbol_mapping({"human": HUMAN.var_names, "mouse": MOUSE.var_names}, "human")
     assert mapping.column("gene_id_b").to_pylist() == ["Gcg"]
+
+
+def test_no_mapping_means_an_error_not_the_symbol_baseline() -> None:
+    with pytest.raises(Invalid, match="does not fall back to symbols"):
+        load_mappings([], {"human": HUMAN.var_names, "mouse": MOUSE.var_names}, "human")
+    _, record = load_mappings(["symbols"], {"human": HUMAN.var_names, "mouse": MOUSE.var_names}, "human")
+    assert record == [
+        {"name": "symbols", "path": None, "n_rows": 1, "species_pairs": ["human->mouse"], "sources": ["symbols:upper"]}
+    ]
 
 
 def test_mismatched_species_names_and_no_shared_genes_are_clear(tmp_path: Path) -> None:
     mapping = _pairs_mapping(tmp_path, ROWS)
-    with pytest.raises(UserError, match=r"Species frog not in the mapping \(it has human, mouse\)"):
-        build_shared({"human": HUMAN, "frog": MOUSE}, mapping, "one2one")
-    with pytest.raises(UserError, match="No shared genes"):
-        build_shared({"human": HUMAN, "mouse": MOUSE}, _pairs_mapping(tmp_path, "FOO,Bar\n"), "one2one")
+    with pytest.raises(NotFound, match=r"Species frog not in the mapping \(it has human, mouse\)"):
+        _shared({"human": HUMAN, "frog": MOUSE}, mapping)
+    with pytest.raises(NotFound, match="No shared genes"):
+        _shared({"human": HUMAN, "mouse": MOUSE}, _pairs_mapping(tmp_path, "FOO,Bar\n"))
 
 
 def test_label_transfer_counts_only_shared_cell_types() -> None:
@@ -84,76 +159,46 @@ def test_label_transfer_counts_only_shared_cell_types() -> None:
     assert result == {"a->b": 1.0, "b->a": 1.0}
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    out = tmp_path_factory.mktemp("integrate") / "out"
-    mapping_path = out.parent / "ensembl.parquet"
-    from orthovec.lookup.homology import import_biomart
-
-    write_table(
-        import_biomart(shared_file("scrna/baron_human2mouse_ensembl.csv.gz"), "human", "mouse"),
-        mapping_path,
-        MAPPING,
-        {},
-    )
-    result = CliRunner().invoke(
-        main,
-        [
-            "integrate",
-            "--mapping",
-            str(mapping_path),
-            "--adata",
-            f"human={shared_file('scrna/tiny/baron_human_tiny.h5ad')}",
-            "--adata",
-            f"mouse={shared_file('scrna/tiny/baron_mouse_tiny.h5ad')}",
-            "--out",
-            str(out),
-        ],
-    )
-    return out, result
+def test_self_projection_sees_separated_types_and_loses_mixed_ones() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["t1", "t2"], 30)
+    separated = np.concatenate([rng.normal(0, 1, (30, 2)), rng.normal(20, 1, (30, 2))])
+    assert self_projection(separated, labels) == 1.0
+    assert self_projection(rng.normal(0, 1, (60, 2)), labels) < 0.8  # over-corrected: types mixed
 
 
-def test_cli_writes_shared_data_metrics_and_figures(tiny_run: tuple[Path, object]) -> None:
-    out, result = tiny_run
-    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert {
-        "celltype_asw",
-        "species_asw",
-        "ilisi",
-        "clisi",
-        "ari",
-        "nmi",
-        "graph_connectivity",
-        "label_transfer",
-    } <= set(metrics)
-    assert set(metrics["label_transfer"]) == {"human->mouse", "mouse->human"}
-    assert all(0 <= metrics[k] <= 1 for k in ("celltype_asw", "species_asw", "ilisi", "clisi", "graph_connectivity"))
-    # 10 shared cell types: chance is ~0.1; pancreas types are easy to transfer.
-    assert min(metrics["label_transfer"].values()) > 0.5
-    shared = ad.read_h5ad(out / "shared.h5ad")
-    assert "counts" in shared.layers and "X_pca_harmony" in shared.obsm and "leiden" in shared.obs
-    assert set(shared.obs["species"]) == {"human", "mouse"}
-    assert shared.uns["orthovec"]["gene_report"]["human"]["genes_in_data"] == 1792
-    for png in ("umap_species.png", "umap_celltype.png", "celltype_agreement.png"):
-        assert (out / png).stat().st_size > 10_000
+TINY = [
+    "--adata",
+    f"human={shared_file('scrna/tiny/baron_human_tiny.h5ad')}",
+    "--adata",
+    f"mouse={shared_file('scrna/tiny/baron_mouse_tiny.h5ad')}",
+]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--adata", "human"], "expected SPECIES=PATH"),
-        (["--adata", "human=/nonexistent.h5ad", "--adata", "mouse=/nonexistent.h5ad"], "file not found"),
-        (["--label-key", "nope"], "no obs column 'nope'"),
+        (["--mapping", "symbols", "--adata", "human"], "expected NAME=VALUE"),
+        (["--mapping", "symbols", "--adata", "human=/nonexistent.h5ad"], "file not found"),
+        (["--mapping", "symbols", "--label-key", "nope", *TINY], "no obs column 'nope'"),
+        (["--mapping", "symbols", "--label-key", "organ", *TINY], "has a single value ('Pancreas')"),
+        (["--mapping", "symbols", "--var-key", "nope", *TINY], "--var-key 'nope' is not a column"),
+        (TINY, "Give --mapping"),
     ],
 )
 def test_cli_mistakes_are_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
-    base = [
-        "--adata",
-        f"human={shared_file('scrna/tiny/baron_human_tiny.h5ad')}",
-        "--adata",
-        f"mouse={shared_file('scrna/tiny/baron_mouse_tiny.h5ad')}",
-    ]
-    full = args if args[0] == "--adata" else [*base, *args]
-    result = CliRunner().invoke(main, ["integrate", "--mapping", "symbols", *full, "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(main, ["integrate", *args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_scvi_tools_is_reported_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scvi" else real(name, *a))
+    result = CliRunner().invoke(
+        main, ["integrate", "--mapping", "symbols", "--correct", "scanvi", "--adata", "human=/nope.h5ad", "--adata",
+               "mouse=/nope.h5ad", "--out", str(tmp_path / "o")]
+    )  # fmt: skip
+    assert result.exit_code == 2 and "needs scvi-tools" in result.output and "orthovec[scvi]" in result.output
