@@ -39,6 +39,7 @@ ENSEMBL_URL_ENV = "ORTHOVEC_ENSEMBL_URL"
 #: Status codes worth another try: the server is busy or briefly broken, not refusing.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 BLOCK = 1 << 20
+PROGRESS_EVERY_S = 10.0
 #: Residue letters (any case), stop `*` and gap `-`: what a protein FASTA sequence line may hold.
 SEQUENCE_LINE = re.compile(r"^[A-Za-z*\-.]+$")
 
@@ -301,7 +302,7 @@ def _transfer(url: str, partial: Path, config: FetchConfig, log: Log) -> None:
             expected = have + int(length) if length is not None else None
             try:
                 with open(partial, "ab" if have else "wb") as out:
-                    shutil.copyfileobj(response, out, BLOCK)
+                    _copy_reporting(response, out, have, expected, url, log)
             except (OSError, http.client.HTTPException) as err:
                 last = f"connection dropped ({type(err).__name__})"
                 continue
@@ -315,6 +316,22 @@ def _transfer(url: str, partial: Path, config: FetchConfig, log: Log) -> None:
         f"{url}: download failed after {config.retries + 1} attempts ({last}). Run again later: the "
         "bytes received so far are kept and the download resumes from them."
     )
+
+
+def _copy_reporting(
+    response: http.client.HTTPResponse, out: IO[bytes], have: int, expected: int | None, url: str, log: Log
+) -> None:
+    """Copy the body, with a line every PROGRESS_EVERY_S seconds: proteomes take minutes on slow links."""
+    started = last_line = time.monotonic()
+    done = have
+    for block in iter(lambda: response.read(BLOCK), b""):
+        out.write(block)
+        done += len(block)
+        now = time.monotonic()
+        if now - last_line >= PROGRESS_EVERY_S:
+            last_line = now
+            total = f" of {expected / 1e6:,.1f}" if expected else ""
+            log(f"{url}: {done / 1e6:,.1f}{total} MB ({(done - have) / 1e6 / (now - started):,.1f} MB/s)")
 
 
 def _refuse_html(response: http.client.HTTPResponse, url: str) -> None:
