@@ -136,15 +136,15 @@ def index_command(
         model=model,
         weights=weights,
         taxid=taxid,
-        pooling=pooling,  # type: ignore[arg-type]
+        pooling=pooling,
         device=device,
         toks_per_batch=toks_per_batch,
-        precision=precision,  # type: ignore[arg-type]
-        long_seqs=long_seqs,  # type: ignore[arg-type]
+        precision=precision,
+        long_seqs=long_seqs,
         layer=layer,
         shard=shard,
         gene_map=gene_map,
-        unresolved=unresolved,  # type: ignore[arg-type]
+        unresolved=unresolved,
         chunk_residues=chunk_residues,
     )
     log_console = console(stderr=True)

@@ -142,6 +142,8 @@ def _ncbi(header: str) -> HeaderGene:
     protein_id = fields.get("protein_id") or header.split()[0]
     symbol = fields.get("gene")
     geneid = _GENEID.search(fields.get("db_xref", ""))
+    gene_id: str | None
+    source: str | None
     if geneid:
         gene_id, source = geneid.group(1), "GeneID"
     else:

@@ -153,7 +153,8 @@ def _state(
     if model is None or (last_run and report.get("state") != "complete"):
         why = {"committing": "a run stopped while committing", "embedding": "embedding not finished (shards?)"}
         return "incomplete", why.get(str(report.get("state")), "not embedded yet") + "; run `orthovec index` again"
-    store = str(report.get("paths", {}).get("store", "")) if last_run and isinstance(report.get("paths"), dict) else ""
+    paths = report.get("paths")
+    store = str(paths.get("store", "")) if last_run and isinstance(paths, dict) else ""
     if store and not store.startswith("embedded"):
         return "complete", f"vectors in {store} (not checked)"
     if stored is None:

@@ -284,7 +284,7 @@ class EdgeStore:
         import qdrant_edge as qe
 
         keep = {point_id(model, species, g) for g in keep_gene_ids}
-        stale = [pid for pid in self._species_point_ids(model, species) if pid not in keep]
+        stale: list[int | uuid.UUID | str] = [p for p in self._species_point_ids(model, species) if p not in keep]
         if stale:
             shard = self._shard(model)
             shard.update(qe.UpdateOperation.delete_points(stale))
@@ -343,7 +343,7 @@ class EdgeStore:
     def find_genes(self, model: str, species: str, key: str) -> list[StoredGene]:
         import qdrant_edge as qe
 
-        conditions = [
+        conditions: list[Any] = [  # Filter.must takes a union of condition kinds; these are all FieldConditions
             qe.FieldCondition(key="species", match=qe.MatchValue(species)),
             qe.FieldCondition(key="gene_key", match=qe.MatchValue(key.upper())),
         ]
@@ -428,8 +428,10 @@ class ServerStore:
         if url == ":memory:" or url.startswith("local:"):
             # Local mode is exact brute force and ignores payload indexes: expected, not news.
             warnings.filterwarnings("ignore", message=r"(Payload indexes|Local mode)", category=UserWarning)
-            location = {"location": ":memory:"} if url == ":memory:" else {"path": url.removeprefix("local:")}
-            self.client = QdrantClient(**location)
+            if url == ":memory:":
+                self.client = QdrantClient(location=":memory:")
+            else:
+                self.client = QdrantClient(path=url.removeprefix("local:"))
         else:
             self.client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
         self.url = url
@@ -483,7 +485,9 @@ class ServerStore:
 
         name = self._require_collection(model)
         keep = {point_id(model, species, g) for g in keep_gene_ids}
-        stale = [str(r.id) for r in self._species_records(name, species) if str(r.id) not in keep]
+        stale: list[int | str | uuid.UUID] = [
+            str(r.id) for r in self._species_records(name, species) if str(r.id) not in keep
+        ]
         if stale:
             self.client.delete(name, points_selector=qm.PointIdsList(points=stale), wait=True)
             self._counts.pop(model, None)
