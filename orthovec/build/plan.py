@@ -388,17 +388,9 @@ class _Runner:
                     pending.remove(step)
                     self.events.log(f"{step.name}: running ({reason})")
                     running[pool.submit(self._execute, step)] = (step, key, inputs, time.perf_counter())
-                if self.options.dry_run:
-                    self._dry_run_rest(pending)
-                    break
-                if not running:
-                    if failure is not None or not pending:
-                        break
-                    # nothing can start and nothing runs: the rest wait on steps that did not finish
-                    for step in pending:
-                        self.outcomes[step.name] = Outcome(
-                            step.name, step.kind, "not reached", "an input did not finish"
-                        )
+                # One pass in plan order settles every step whose inputs are settled, so with nothing
+                # running, whatever is still pending waits behind a failure (or this is a dry run).
+                if self.options.dry_run or not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -417,11 +409,6 @@ class _Runner:
         if step.kind == "fetch" and self.options.refresh_sources and self.manifest_entry(step).source.remote:
             return "--refresh-sources"
         return self.stamps.staleness(stamp, key, step.params, inputs)
-
-    def _dry_run_rest(self, pending: list[Step]) -> None:
-        for step in pending:
-            waiting = [name for name in step.after if name not in self.digests]
-            self.outcomes[step.name] = Outcome(step.name, step.kind, "to run", f"after {', '.join(waiting)}")
 
     def _finish(self, step: Step, key: str, inputs: dict[str, str], began: float, done: _Done) -> None:
         seconds = time.perf_counter() - began
