@@ -65,6 +65,13 @@ NO_WEIGHTS = (
     "checkpoint the atlas was indexed with) to enable POST /homologs/sequence. Gene queries "
     "(GET /homologs) work without."
 )
+#: Browsers may load and fetch only from this server. Swagger UI and ReDoc need inline scripts and
+#: styles and data: images; ReDoc's bundle also shows a logo from cdn.redoc.ly, which this blocks.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; frame-ancestors 'none'"
+)
 #: Parsed mapping tables kept in memory (a 20k x 20k top-k table is a few MB).
 MAPPING_CACHE_SIZE = 8
 DEFAULT_LIMITS = api.ApiLimits()
@@ -184,6 +191,22 @@ class BodySizeLimit:
         await self.app(scope, counting_receive, send)
 
 
+class SameOriginOnly:
+    """Add the Content-Security-Policy header to every response: the pages (/, /docs, /redoc) then
+    work offline by construction, since the browser refuses anything from another host."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.header = app, (b"content-security-policy", CONTENT_SECURITY_POLICY.encode())
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def send_with_policy(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy if scope["type"] == "http" else send)
+
+
 def create_app(
     store: GeneStore,
     atlas: Atlas | None = None,
@@ -219,6 +242,7 @@ def create_app(
         swagger_ui_parameters={"validatorUrl": None},  # the default badge asks validator.swagger.io
     )
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(SameOriginOnly)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -18,13 +18,13 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+
 from orthovec.lookup.api import create_app
 from orthovec.lookup.store import GeneStore, open_store
 from orthovec.schemas.api import ApiLimits
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, Unavailable
 from orthovec.schemas.tables import MAPPING, write_table
-
 from tests.genes import gene_table
 
 MODEL = "esm2_t6_8M_UR50D"

@@ -210,6 +210,7 @@ class _Links(HTMLParser):
 def _page(client: TestClient, path: str) -> _Links:
     response = client.get(path)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in response.headers["content-security-policy"]  # the browser loads nothing else
     parser = _Links()
     parser.feed(response.text)
     return parser

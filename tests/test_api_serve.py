@@ -19,13 +19,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+
+from orthovec.cli import main
 from orthovec.lookup import serve
 from orthovec.lookup.api import create_app
 from orthovec.lookup.store import open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Unavailable, UserError
-
-from orthovec.cli import main
 from tests.genes import gene_table
 
 ROOT = Path(__file__).resolve().parents[1]
