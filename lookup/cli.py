@@ -370,14 +370,21 @@ def load_command(
 @click.option(
     "--api-key-env",
     metavar="NAME",
-    help="Require header X-API-Key equal to this environment variable's value "
-    "(on all but /health, /openapi.json, /docs).",
+    help="Require header X-API-Key equal to this environment variable's value on every data endpoint "
+    "(the pages /, /docs, /redoc and /health, /openapi.json hold no data and stay open; the page asks for the key).",
 )
 @click.option(
     "--cors-origin",
     "cors_origins",
     multiple=True,
     help="Allow browser calls from this origin (repeatable; default none).",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a client has to send a whole request; a slower one gets 408 and is disconnected.",
 )
 def serve_command(
     host: str,
@@ -389,14 +396,15 @@ def serve_command(
     device: str,
     api_key_env: str | None,
     cors_origins: tuple[str, ...],
+    request_timeout: float,
 ) -> None:
-    """Serve homolog queries over HTTP (OpenAPI at /openapi.json, interactive docs at /docs).
+    """Serve homolog queries over HTTP: a lookup page at /, the API (OpenAPI at /openapi.json, docs at /docs).
 
     The embedded store belongs to one process: index first, then serve (stop the server before
     indexing again). For many users or several API servers, load the atlas into a Qdrant server
     (`orthovec load --qdrant-url URL`) and serve with --qdrant-url.
 
-    Example: orthovec serve --atlas orthovec-atlas --port 8000   (then open http://127.0.0.1:8000/docs)
+    Example: orthovec serve --atlas orthovec-atlas --port 8000   (then open http://127.0.0.1:8000/)
     """
     from orthovec.lookup.serve import run_server
 
@@ -415,6 +423,7 @@ def serve_command(
         device=device,
         api_key=api_key,
         cors_origins=cors_origins,
+        request_timeout=request_timeout,
         log=lambda line: click.echo(line, err=True),
     )
 

@@ -414,9 +414,11 @@ def fuzzed_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesi
     store.close()
 
 
-#: Operations with inputs to generate (/health and /species take none: tested above).
+#: Operations with inputs to generate (/health, /species and /atlas take none: tested above and in
+#: test_api_hardening.py).
 OPERATIONS = [
     ("GET", "/homologs"),
+    ("GET", "/genes"),
     ("POST", "/homologs/sequence"),
     ("GET", "/mappings/{species_a}/{species_b}"),
 ]
@@ -434,7 +436,7 @@ def test_generated_requests_get_documented_answers_and_never_a_server_error(
     run under pytest 9 (it reads a private attribute pytest removed).
     """
     documented = {(m.upper(), p) for p, ops in fuzzed_api.raw_schema["paths"].items() for m in ops}
-    assert documented == {*OPERATIONS, ("GET", "/health"), ("GET", "/species")}
+    assert documented == {*OPERATIONS, ("GET", "/health"), ("GET", "/species"), ("GET", "/atlas")}
     operation = fuzzed_api[path][method]
 
     @given(case=operation.as_strategy(generation_mode=mode))
