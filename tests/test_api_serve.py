@@ -69,6 +69,7 @@ def test_serve_answers_and_the_cli_still_queries_the_atlas_it_serves(atlas: Path
     port = _free_port()
     env = {**os.environ, "ORTHOVEC_TEST_KEY": "k3y"}
     command = [*SERVE, "--atlas", str(atlas), "--port", str(port), "--api-key-env", "ORTHOVEC_TEST_KEY"]
+    command += ["--request-timeout", "1"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert _wait_for_health(server, port).json()["models"] == [MODEL]
@@ -81,6 +82,8 @@ def test_serve_answers_and_the_cli_still_queries_the_atlas_it_serves(atlas: Path
         query = [sys.executable, "-m", "orthovec.cli", "query", "H3", "--from", "human", "--to", "mouse"]
         beside = subprocess.run([*query, "--atlas", str(atlas), "--format", "json"], capture_output=True, text=True)
         assert beside.returncode == 0 and json.loads(beside.stdout)[0]["gene_id"] == "M3"  # reads beside a server
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:  # connects, sends nothing
+            assert silent.recv(4096).startswith(b"HTTP/1.1 408 ")
         busy = _serve("--atlas", str(atlas), "--port", str(port))
         assert busy.returncode == 2 and "choose another --port" in busy.stderr
     finally:
