@@ -116,10 +116,13 @@ def _gene_column(mapping: pl.DataFrame, side: str, var_names: pd.Index) -> str:
 
 
 def _identity(rows: pl.DataFrame) -> pl.Expr:
-    """Sequence identity (0–1) of a pair where a source measured it: Ensembl's two-way % identity."""
-    if "perc_id_ab" not in rows.columns:
-        return pl.lit(None, dtype=pl.Float32)
-    return (pl.mean_horizontal("perc_id_ab", "perc_id_ba") / 100).cast(pl.Float32)
+    """Sequence identity (0–1) of a pair where a source measured it: MMseqs2 alignment, else Ensembl's two-way %."""
+    measured = []
+    if "alignment_identity" in rows.columns:
+        measured.append(pl.col("alignment_identity"))
+    if "perc_id_ab" in rows.columns:
+        measured.append(pl.mean_horizontal("perc_id_ab", "perc_id_ba") / 100)
+    return pl.coalesce(*measured, pl.lit(None)).cast(pl.Float32) if measured else pl.lit(None, dtype=pl.Float32)
 
 
 def build_shared(

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from click.testing import CliRunner
 
 from orthovec.cli import main
-from orthovec.integrate.features import build_shared
+from orthovec.integrate.features import Features, SpeciesGeneReport, build_shared
 from orthovec.integrate.inputs import species_counts
 from orthovec.integrate.mappings import load_mappings, symbol_mapping
 from orthovec.integrate.metrics import label_transfer, self_projection
@@ -34,9 +34,11 @@ def _pairs_mapping(tmp_path: Path, rows: str, a: str = "human", b: str = "mouse"
     return import_pairs(path, a, b)
 
 
-def _shared(adatas: dict[str, ad.AnnData], mapping: pa.Table, features: str = "one2one") -> tuple[ad.AnnData, list]:
+def _shared(
+    adatas: dict[str, ad.AnnData], mapping: pa.Table, features: Features = "one2one"
+) -> tuple[ad.AnnData, list[SpeciesGeneReport]]:
     counts = {name: species_counts(name, data) for name, data in adatas.items()}
-    return build_shared(counts, mapping, features)  # type: ignore[arg-type]
+    return build_shared(counts, mapping, features)
 
 
 HUMAN = _adata(["INS", "GCG", "AMY2A", "AMY2B", "ONLYHUMAN"], [[5, 1, 2, 3, 7], [0, 4, 1, 0, 1]])
