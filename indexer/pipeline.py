@@ -11,10 +11,11 @@ leaves half a file that a later run would trust. `--shard i/N` takes the chunks 
 in bucket i.
 
 Committing a species follows one order, so a failed or killed run leaves the old state intact:
-take the species lock and the store's write lock before the first write (a run that cannot have
-them stops before it has changed anything); stage the new proteins, protein embeddings and genes
-in `species/<name>/.staging/`; mark the report "committing"; load the store; move the staged
-files into place; mark the report "complete". Exactly one run holds the species lock, so of
+take the species lock and check that the store can take this species (no server holds it, same
+embedding space) before the first write, so a run that could not commit stops before it has
+changed anything; embed; stage the new proteins, protein embeddings and genes in
+`species/<name>/.staging/`; mark the report "committing"; load the store under its write lock;
+move the staged files into place; mark the report "complete". Exactly one run holds the species lock, so of
 several `--shard` runs that find every chunk present, one assembles and the others say who does.
 """
 
@@ -210,7 +211,7 @@ class GeneSink(Protocol):
     """Where a species' gene vectors go last (the vector store), handed in so the indexer never imports lookup."""
 
     def open(self, model: str, species: str, space: EmbeddingSpace) -> None:
-        """Take the store's write lock and check `space` against what the store holds; called before any write."""
+        """Check now that `load` could succeed (store writable, same space), before the indexer writes anything."""
 
     def load(self, model: str, species: str, genes: pa.Table, space: EmbeddingSpace) -> str:
         """Replace the species' vectors in the store with `genes`; returns where they went, for messages."""

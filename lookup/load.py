@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from orthovec.lookup.store import EdgeStore, GeneStore, describe, open_store
+from orthovec.lookup.store import WRITE_WAIT_S, EdgeStore, GeneStore, describe, open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import NotFound, Unavailable, UserError
 from orthovec.schemas.files import check_free_space
@@ -77,31 +77,35 @@ def load_atlas(
 
 
 class StoreSink:
-    """The indexer's `GeneSink`: the store is opened (and write-locked) before the indexer writes anything."""
+    """The indexer's `GeneSink`: checked before the indexer writes anything, written last.
+
+    `open` takes the store's write lock only for a moment, to refuse at once a store that a
+    server holds or that holds another embedding space; the long embedding then runs without it,
+    so queries and other species' runs go on. `load` takes it again, waiting for another run's
+    commit if need be (never for a server), and holds it while the genes go in.
+    """
 
     def __init__(self, atlas: Atlas, qdrant_url: str | None = None, qdrant_api_key: str | None = None) -> None:
         self.atlas, self.qdrant_url, self.qdrant_api_key = atlas, qdrant_url, qdrant_api_key
-        self._store: GeneStore | None = None
 
     def open(self, model: str, species: str, space: EmbeddingSpace) -> None:
-        if self._store is None:
-            self._store = open_store(self.atlas, self.qdrant_url, self.qdrant_api_key)
-        check_store_space(self._store, model, species, space.id)
+        store = open_store(self.atlas, self.qdrant_url, self.qdrant_api_key, wait_s=WRITE_WAIT_S)
+        try:
+            check_store_space(store, model, species, space.id)
+        finally:
+            store.close()
 
     def load(self, model: str, species: str, genes: pa.Table, space: EmbeddingSpace) -> str:
-        if self._store is None:
-            raise RuntimeError("StoreSink.load before open")  # a bug in the indexer, not the user's
-        if isinstance(self._store, EdgeStore):
-            # Edge writes through mmap: on a full disk that is SIGBUS, not an error, so refuse first.
-            vector_bytes = genes.num_rows * genes.schema.field("embedding").type.list_size * 4
-            check_free_space(self.atlas.root / "qdrant", EDGE_BYTES_PER_VECTOR_BYTE * vector_bytes, "the store load")
-        load_genes(self._store, model, species, genes, space)
-        return describe(self._store)
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        store = open_store(self.atlas, self.qdrant_url, self.qdrant_api_key, wait_s=WRITE_WAIT_S)
+        try:
+            if isinstance(store, EdgeStore):
+                # Edge writes through mmap: on a full disk that is SIGBUS, not an error, so refuse first.
+                vector_bytes = genes.num_rows * genes.schema.field("embedding").type.list_size * 4
+                check_free_space(self.atlas.root / "qdrant", EDGE_BYTES_PER_VECTOR_BYTE * vector_bytes, "the store")
+            load_genes(store, model, species, genes, space)
+            return describe(store)
+        finally:
+            store.close()
 
 
 @dataclass(frozen=True)

@@ -143,16 +143,21 @@ class GeneStore(Protocol):
 
 
 def open_store(
-    atlas: Atlas, qdrant_url: str | None = None, api_key: str | None = None, *, read_only: bool = False
+    atlas: Atlas,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    read_only: bool = False,
+    wait_s: float | None = None,
 ) -> GeneStore:
     """The embedded Edge store in the atlas, or a server when a URL (or `local:PATH`) is given.
 
     `read_only` opens the embedded store as a reader: it runs beside a server and other readers,
-    and on a read-only atlas (see `EdgeStore`).
+    and on a read-only atlas. `wait_s` bounds the wait for another writer (see `EdgeStore`).
     """
     if qdrant_url:
         return ServerStore(qdrant_url, api_key=api_key)
-    return EdgeStore(atlas, read_only=read_only)
+    return EdgeStore(atlas, read_only=read_only, wait_s=wait_s)
 
 
 # --- embedded: Qdrant Edge --------------------------------------------------------------------
@@ -169,17 +174,25 @@ def _edge_index_params(field: str) -> Any:
     return qe.PayloadSchemaType.Keyword
 
 
+#: How long a reader waits for a writer's commit (a store load) before it gives up.
+READ_WAIT_S = 30.0
+#: How long a writer waits for another writer's commit; readers (a server) are never waited for.
+WRITE_WAIT_S = 600.0
+
+
 class EdgeStore:
     """Qdrant's own engine in-process: one Edge shard per model under ATLAS/qdrant/<model>/.
 
     An Edge shard is owned by one process (its write-ahead log is locked), and Edge cannot open a
     shard read-only. So the atlas's store lock (`schemas.locks`) decides who may open it: a writer
-    (`index`) holds it exclusively from its start, readers share it. A reader that finds the shard
-    held by another reader (a running `serve`), or on a read-only file system, opens a private
-    copy in a temporary directory; the shared lock guarantees no writer changes it meanwhile.
+    holds it exclusively while it loads genes, readers share it. A writer that finds readers (a
+    running `serve`, a query) is refused at once; one that finds another writer waits up to
+    `wait_s` for that commit to end. A reader waits up to `wait_s` for a writer's commit. A reader
+    that finds the shard held by another reader, or on a read-only file system, opens a private
+    copy in a temporary directory; its shared lock guarantees no writer changes the store meanwhile.
     """
 
-    def __init__(self, atlas: Atlas, read_only: bool = False) -> None:
+    def __init__(self, atlas: Atlas, read_only: bool = False, wait_s: float | None = None) -> None:
         self.atlas = atlas
         self.read_only = read_only
         self.repaired: list[str] = []  # payload indexes `index` found missing and recreated
@@ -187,20 +200,33 @@ class EdgeStore:
         self._counts: dict[str, dict[str, int]] = {}
         self._copies: list[Path] = []
         self._lock = FileLock(atlas.store_lock())
+        deadline = time.monotonic() + (wait_s if wait_s is not None else READ_WAIT_S if read_only else 0.0)
         if read_only:
-            if (atlas.root / "qdrant").is_dir() and not self._lock.acquire(shared=True):
-                holder = self._lock.holder() or "another orthovec process"
+            while (atlas.root / "qdrant").is_dir() and not self._lock.acquire(shared=True):
+                if time.monotonic() >= deadline:
+                    holder = self._lock.holder() or "another orthovec process"
+                    raise Unavailable(
+                        f"The embedded store {atlas.root / 'qdrant'} is being written ({holder}). Wait for that "
+                        "run to finish, then try again; or query a Qdrant server with --qdrant-url."
+                    )
+                time.sleep(0.2)
+            return
+        while not self._lock.acquire(shared=False):
+            if self._readers_hold() or time.monotonic() >= deadline:
                 raise Unavailable(
-                    f"The embedded store {atlas.root / 'qdrant'} is being written ({holder}). Wait for that "
-                    "run to finish, then try again; or query a Qdrant server with --qdrant-url."
+                    f"The embedded store {atlas.root / 'qdrant'} is open in another orthovec process (a server, a "
+                    "query or another index; it takes one writer at a time, and none while others read). Stop "
+                    "it or let it finish, then run again; nothing was changed. For shared use, load the atlas "
+                    "into a Qdrant server (`orthovec load --qdrant-url URL`)."
                 )
-        elif not self._lock.acquire(shared=False):
-            raise Unavailable(
-                f"The embedded store {atlas.root / 'qdrant'} is open in another orthovec process (a server, a "
-                "query or another index; one writer at a time, and not while others read). Stop it or let it "
-                "finish, then run again; nothing was changed. For shared use, load the atlas into a Qdrant "
-                "server (`orthovec load --qdrant-url URL`)."
-            )
+            time.sleep(0.2)
+
+    def _readers_hold(self) -> bool:
+        """Whether the lock is held shared (readers), as opposed to by a writer that will soon be done."""
+        probe = FileLock(self._lock.path)
+        readers = probe.acquire(shared=True)
+        probe.release()
+        return readers
 
     def _shard(self, model: str, dim: int | None = None) -> Any:
         if model in self._shards:

@@ -27,8 +27,4 @@ def index_proteome(
     gene vectors into the atlas's embedded Qdrant store (or the server at `qdrant_url`). A run
     that fails or is killed leaves the species as it was (see the README's Guarantees).
     """
-    sink = StoreSink(config.atlas, qdrant_url, qdrant_api_key)
-    try:
-        return index_species(config, sink, progress, log)
-    finally:
-        sink.close()
+    return index_species(config, StoreSink(config.atlas, qdrant_url, qdrant_api_key), progress, log)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
 from orthovec.lookup.store import GeneStore, open_store, point_id
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
-
+from orthovec.schemas.locks import FileLock
 from tests.genes import gene_table
 
 MODEL = "esm2_t6_8M_UR50D"
@@ -83,7 +86,7 @@ def test_one_writer_or_many_readers_and_each_refusal_is_clear(tmp_path: Path) ->
     with pytest.raises(UserError, match="open in another orthovec process"):
         open_store(atlas)
     with pytest.raises(UserError, match="is being written"):
-        open_store(atlas, read_only=True)
+        open_store(atlas, read_only=True, wait_s=0)
     writer.close()
     server = open_store(atlas, read_only=True)  # holds the shard, as `serve` does
     assert server.species_counts(MODEL) == {"human": 3}
@@ -94,6 +97,23 @@ def test_one_writer_or_many_readers_and_each_refusal_is_clear(tmp_path: Path) ->
     reader.close()
     server.close()
     open_store(atlas).close()
+
+
+def test_a_writer_or_reader_waits_for_another_writers_commit_but_not_for_readers(tmp_path: Path) -> None:
+    atlas = Atlas(tmp_path / "atlas")
+    committing = FileLock(atlas.store_lock())
+    assert committing.acquire()
+    threading.Timer(0.5, committing.release).start()
+    open_store(atlas, wait_s=10).close()  # got the lock once the other commit ended
+    assert committing.acquire()
+    threading.Timer(0.5, committing.release).start()
+    open_store(atlas, read_only=True).close()
+    server = open_store(atlas, read_only=True)
+    started = time.monotonic()
+    with pytest.raises(UserError, match="open in another orthovec process"):
+        open_store(atlas, wait_s=10)
+    assert time.monotonic() - started < 2  # a server does not go away by itself: refuse at once
+    server.close()
 
 
 def test_an_empty_store_says_what_to_do(tmp_path: Path) -> None:
