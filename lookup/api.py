@@ -59,7 +59,9 @@ SequenceEmbedder = Callable[[list[str], str], np.ndarray]
 #: The lookup page: HTML, CSS and JS shipped as package data (no CDN, no build step).
 WEB = Path(__file__).parent / "web"
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="required when the server has a key")
-ERROR = {"model": api.ErrorResponse}
+#: FastAPI's `responses=` entries: status -> OpenAPI response description.
+Responses = dict[int | str, dict[str, Any]]
+ERROR: dict[str, Any] = {"model": api.ErrorResponse}
 NO_WEIGHTS = (
     "This server embeds no sequences: restart it with `orthovec serve --weights PATH` (the ESM-2 "
     "checkpoint the atlas was indexed with) to enable POST /homologs/sequence. Gene queries "
@@ -270,7 +272,7 @@ def create_app(
         return choose_model(store, requested)
 
     secured = [Depends(require_key)]
-    auth = {401: ERROR} if api_key is not None else {}
+    auth: Responses = {401: ERROR} if api_key is not None else {}
     ModelParam = Annotated[
         str | None, Query(pattern=api.NAME_PATTERN, max_length=100, description="default: the only model")
     ]
@@ -314,17 +316,19 @@ def create_app(
         for model, species_counts in counts.items():
             settings = atlas_embedding_settings(atlas, model) if atlas is not None else {}
             models.append(
-                api.ModelInfo(
-                    model=model,
-                    **{key: settings.get(key) for key in api.PROVENANCE_FIELDS},
-                    species=[
-                        api.SpeciesCount(species=name, model=model, genes=count)
-                        for name, count in sorted(species_counts.items())
-                    ],
-                    mappings=[
-                        api.MappingPair(species_a=a, species_b=b)
-                        for a, b in (mapping_pairs(atlas, model) if atlas is not None else [])
-                    ],
+                api.ModelInfo.model_validate(
+                    {
+                        "model": model,
+                        **{key: settings.get(key) for key in api.PROVENANCE_FIELDS},
+                        "species": [
+                            api.SpeciesCount(species=name, model=model, genes=count)
+                            for name, count in sorted(species_counts.items())
+                        ],
+                        "mappings": [
+                            api.MappingPair(species_a=a, species_b=b)
+                            for a, b in (mapping_pairs(atlas, model) if atlas is not None else [])
+                        ],
+                    }
                 )
             )
         return api.AtlasResponse(
@@ -389,9 +393,10 @@ def create_app(
         responses={400: ERROR, 404: ERROR, 413: ERROR, 503: ERROR, **auth},
         dependencies=secured,
     )
+    # The body model is built per server (its bounds), so to mypy it is a variable, not a type.
     def homologs_of_sequences(body: SequenceQuery) -> api.SequenceResponse:  # type: ignore[valid-type]
         """Top-k genes per target species for raw protein sequences, embedded on the fly (no RBH flag)."""
-        query: api.SequenceQuery = body  # type: ignore[assignment]
+        query: api.SequenceQuery = body
         if sequence_embedder is None:
             raise Unavailable(NO_WEIGHTS)
         with lock:
