@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,7 +160,7 @@ def _tables(atlas: Path) -> dict[str, pa.Table]:
     return tables
 
 
-def test_killed_build_reruns_to_the_same_atlas_is_then_a_no_op_and_redoes_only_a_changed_species(
+def test_killed_build_reruns_to_the_same_atlas_is_then_a_no_op_and_redoes_only_what_changed(
     tmp_path: Path, tiny_weights: Path, sources: Path
 ) -> None:
     own_sources = tmp_path / "sources"  # this test edits one
@@ -196,13 +197,15 @@ def test_killed_build_reruns_to_the_same_atlas_is_then_a_no_op_and_redoes_only_a
     assert "ran" not in {line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") > 3}
 
     _slice(SPECIES["xenopus"], own_sources / "xenopus.fa", records=RECORDS - 5)
-    plan = _status(_build(manifest, killed, dry_run=True))
-    assert plan["fetch:xenopus"] == "to run" and plan["index:xenopus"] == "to run"
-    assert plan["index:human"] == plan["map:human__mouse"] == "up to date"
+    shutil.rmtree(killed / "qdrant")
+    plan = _build(manifest, killed, dry_run=True)
+    assert _status(plan)["fetch:xenopus"] == "to run" and _status(plan)["index:xenopus"] == "to run"
+    assert _status(plan)["index:human"] == _status(plan)["map:human__mouse"] == "up to date"
+    assert "the store holds 0 of its 20 genes" in next(o.reason for o in plan.outcomes if o.step == "load:human")
     status = _status(_build(manifest, killed))
     redone = {step for step, state in status.items() if state == "ran"}
-    assert redone == {"fetch:xenopus", "index:xenopus", "load:xenopus", "map:human__xenopus",
-                      "map:mouse__xenopus", "groups"}  # fmt: skip
+    assert redone == {"fetch:xenopus", "index:xenopus", "load:human", "load:mouse", "load:xenopus",
+                      "map:human__xenopus", "map:mouse__xenopus", "groups"}  # fmt: skip
     genes = read_table(next((killed / "species" / "xenopus" / "genes").glob("*.parquet")), GENES)
     assert genes.num_rows == RECORDS - 5
 

@@ -40,6 +40,7 @@ from orthovec.schemas.errors import Invalid, Unavailable, UserError
 
 if TYPE_CHECKING:
     from orthovec.indexer.pipeline import ProgressFactory
+    from orthovec.lookup.store import GeneStore
 
 StepKind = Literal["fetch", "index", "align", "map", "groups", "load"]
 Status = Literal["ran", "up to date", "to run", "unavailable", "shard done", "failed", "not reached"]
@@ -346,12 +347,13 @@ class _Runner:
         self.steps = {step.name: step for step in steps}
         self.outcomes: dict[str, Outcome] = {}
         self.digests: dict[str, str] = {}  # finished (or current) step -> output digest
+        self._store: GeneStore | None = None
 
     def run(self) -> list[Outcome]:
         pending = list(self.steps.values())
         running: dict[Future[_Done], tuple[Step, str, dict[str, str], float]] = {}
         failure: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool, self._closing_store():
             while pending or running:
                 for step in list(pending):
                     if failure is not None:
@@ -405,9 +407,34 @@ class _Runner:
             raise _with_step(failure, self._failed_step())
         return [self.outcomes[name] for name in self.steps if name in self.outcomes]
 
+    @contextlib.contextmanager
+    def _closing_store(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if self._store is not None:
+                self._store.close()
+
+    def store(self) -> GeneStore:
+        """One store for the whole build, opened when first needed: load steps take turns on it, and
+        the embedded store is one writer per process anyway."""
+        if self._store is None:
+            from orthovec.lookup.store import open_store
+
+            self._store = open_store(self.atlas, self.manifest.atlas.qdrant_url, api_key=self.options.qdrant_api_key)
+        return self._store
+
     def _reason(self, step: Step, stamp: Stamp | None, key: str, inputs: dict[str, str]) -> str:
         if step.kind == "fetch" and self.options.refresh_sources and self.manifest_entry(step).source.remote:
             return "--refresh-sources"
+        if step.kind == "load" and stamp is not None and "model" in stamp.info:
+            # a store is not a file with a hash; ask it whether it still holds what was loaded
+            try:
+                held = self.store().species_counts(stamp.info["model"]).get(step.species[0], 0)
+            except UserError:  # no collection for the model (a wiped or new store)
+                held = 0
+            if held != stamp.info["genes"]:
+                return f"the store holds {held:,} of its {stamp.info['genes']:,} genes"
         return self.stamps.staleness(stamp, key, step.params, inputs)
 
     def _finish(self, step: Step, key: str, inputs: dict[str, str], began: float, done: _Done) -> None:
@@ -546,14 +573,9 @@ class _Runner:
 
     def _load(self, step: Step) -> _Done:
         from orthovec.lookup.load import load_atlas
-        from orthovec.lookup.store import open_store
 
-        store = open_store(self.atlas, self.manifest.atlas.qdrant_url, api_key=self.options.qdrant_api_key)
-        try:
-            (loaded,) = load_atlas(self.atlas, store, list(step.species), self._model())
-        finally:
-            store.close()
-        return _Done({}, {"genes": loaded.genes, "removed": loaded.removed})
+        (loaded,) = load_atlas(self.atlas, self.store(), list(step.species), self._model())
+        return _Done({}, {"model": loaded.model, "genes": loaded.genes, "removed": loaded.removed})
 
     def _output(self, step: str, label: str) -> Path:
         stamp = self.stamps.read(step)
