@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from click.testing import CliRunner, Result
 from orthovec.cli import main
 from orthovec.faults import FAULT_ENV
 from orthovec.indexer.pipeline import IndexConfig, index_species
+from orthovec.indexing import index_proteome
 from orthovec.lookup.serve import open_for_serving
 from orthovec.lookup.store import open_store
 from orthovec.schemas.atlas import Atlas
@@ -143,6 +144,31 @@ def test_a_species_whose_vectors_left_the_store_is_shown_as_store_missing(atlas:
     human = _species(atlas)["human"]
     assert (human["state"], human["stored"]) == ("store missing", 0)
     assert "orthovec index" in str(human["note"])
+
+
+def test_a_second_run_of_the_same_species_is_refused_and_queries_go_on_while_one_embeds(
+    atlas: Path, tiny_weights: Path
+) -> None:
+    running = FileLock(Atlas(atlas).species_lock("human"))
+    assert running.acquire()
+    second = _cli(*_index_args(atlas, tiny_weights))
+    running.release()
+    assert second.exit_code == 2 and "Another `orthovec index` of human is running" in second.output
+
+    answers: list[dict[str, int]] = []
+
+    def query_while_embedding(proteins: int, residues: int) -> Callable[[int, int], None]:
+        def advance(done: int, residues_done: int) -> None:
+            if not answers:
+                store = open_store(Atlas(atlas), read_only=True, wait_s=0)
+                answers.append(store.species_counts(MODEL))
+                store.close()
+
+        return advance
+
+    config = IndexConfig(fasta=FROG_DEMO, species="xenopus_tropicalis", atlas=Atlas(atlas), weights=tiny_weights)
+    assert index_proteome(config, progress=query_while_embedding).complete
+    assert answers == [{"human": 150}]
 
 
 # --- item 5: exactly one shard run assembles ------------------------------------------------------
