@@ -16,6 +16,7 @@ from esm.model.esm2 import ESM2
 from orthovec.embedding.architectures import RANDOM_ARCHITECTURES, architecture_name
 from orthovec.indexer.model import RANDOM_MARKER
 from orthovec.schemas.errors import UserError
+from orthovec.schemas.files import atomic_write
 
 
 def write_random_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
@@ -46,6 +47,5 @@ def write_random_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
     config = argparse.Namespace(
         encoder_layers=layers, encoder_embed_dim=dim, encoder_attention_heads=heads, token_dropout=True
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state, "cfg": {"model": config}, RANDOM_MARKER: {"seed": seed}}, path)
-    return path
+    checkpoint = {"model": state, "cfg": {"model": config}, RANDOM_MARKER: {"seed": seed}}
+    return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))  # never half a checkpoint
