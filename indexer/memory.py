@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 #: Growth of resident memory that triggers a trim.
@@ -20,7 +21,7 @@ DEFAULT_SLACK_BYTES = 128 << 20
 _STATM = Path("/proc/self/statm")
 
 
-def _glibc_trim() -> ctypes._CFuncPtr | None:
+def _glibc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):

@@ -4,47 +4,47 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from orthovec.lookup.settings import STRATEGIES
-from orthovec.options import atlas_option, console
+from orthovec.options import atlas_option, console, qdrant_options
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 
 if TYPE_CHECKING:
     from orthovec.lookup.query import Hit
 
-qdrant_url_option = click.option(
-    "--qdrant-url",
-    envvar="ORTHOVEC_QDRANT_URL",
-    help="Qdrant server URL (or local:PATH for qdrant-client's local mode) instead of the embedded store.",
-)
 HIT_COLUMNS = ("species", "gene_id", "gene_symbol", "score", "rank", "is_rbh", "margin")
 
 
-def print_hits(hits: list[Hit], fmt: str, label: str | None = None) -> None:
-    from rich.table import Table
-
+def print_results(results: Sequence[tuple[str, Sequence[Hit]]], fmt: str) -> None:
+    """Every query's hits in one shape: JSON is one list of hit objects, each with its query's fields
+    (`query` is the gene or record as given); TSV has one header; tables come one per query."""
     if fmt == "json":
-        click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+        click.echo(json.dumps([{"query": label, **h.to_dict()} for label, hits in results for h in hits], indent=2))
     elif fmt == "tsv":
         click.echo("\t".join(["query", *HIT_COLUMNS]))
-        for h in hits:
-            query = h.query_gene_symbol or h.query_gene_id or label or ""
-            cells = ["" if getattr(h, c) is None else str(getattr(h, c)) for c in HIT_COLUMNS]
-            click.echo("\t".join([query, *cells]))
+        for label, hits in results:
+            for h in hits:
+                query = h.query_gene_symbol or h.query_gene_id or label
+                cells = ["" if getattr(h, c) is None else str(getattr(h, c)) for c in HIT_COLUMNS]
+                click.echo("\t".join([query, *cells]))
     else:
-        table = Table(title=label)
-        for column in HIT_COLUMNS:
-            table.add_column(column, justify="right" if column in ("score", "rank", "margin") else "left")
-        for h in hits:
-            margin = "" if h.margin is None else f"{h.margin:.4f}"
-            rbh = "RBH" if h.is_rbh else ""
-            table.add_row(h.species, h.gene_id, h.gene_symbol or "", f"{h.score:.4f}", str(h.rank), rbh, margin)
-        console().print(table)
+        from rich.table import Table
+
+        for label, hits in results:
+            table = Table(title=label)
+            for column in HIT_COLUMNS:
+                table.add_column(column, justify="right" if column in ("score", "rank", "margin") else "left")
+            for h in hits:
+                margin = "" if h.margin is None else f"{h.margin:.4f}"
+                rbh = "RBH" if h.is_rbh else ""
+                table.add_row(h.species, h.gene_id, h.gene_symbol or "", f"{h.score:.4f}", str(h.rank), rbh, margin)
+            console().print(table)
 
 
 @click.command("query")
@@ -59,7 +59,7 @@ def print_hits(hits: list[Hit], fmt: str, label: str | None = None) -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "tsv"]), default="table", show_default=True)
 @atlas_option
-@qdrant_url_option
+@qdrant_options()
 def query_command(
     gene: str | None,
     from_species: str | None,
@@ -73,6 +73,7 @@ def query_command(
     fmt: str,
     atlas: Atlas,
     qdrant_url: str | None,
+    qdrant_api_key: str | None,
 ) -> None:
     """Homologs of GENE (symbol or ID) from --from species, or of raw sequences (--sequence/--fasta).
 
@@ -81,18 +82,21 @@ def query_command(
     `orthovec query --sequence MEEPQSDPSV... --to mouse --format json`.
     """
     from orthovec.indexer.proteome import read_proteome
+    from orthovec.lookup.load import check_store_space
     from orthovec.lookup.query import choose_model, homologs_of_gene, homologs_of_vectors
     from orthovec.lookup.sequence import embedder_for_atlas
     from orthovec.lookup.store import open_store
 
     if sum(x is not None for x in (gene, sequence, fasta)) != 1:
         raise UserError("Give exactly one of GENE (with --from), --sequence or --fasta.")
-    store = open_store(atlas, qdrant_url)
+    store = open_store(atlas, qdrant_url, qdrant_api_key, read_only=True)
     try:
+        for stored_model in [model] if model else store.models():
+            check_store_space(store, stored_model)
         if gene is not None:
             if not from_species:
                 raise UserError(f"Which species is {gene} from? Add --from SPECIES.")
-            print_hits(homologs_of_gene(store, gene, from_species, list(to_species), k, model), fmt, gene)
+            print_results([(gene, homologs_of_gene(store, gene, from_species, list(to_species), k, model))], fmt)
             return
         if not to_species:
             raise UserError("Sequence queries need at least one --to SPECIES.")
@@ -109,11 +113,7 @@ def query_command(
         results = homologs_of_vectors(store, chosen, vectors, list(to_species), k)
     finally:
         store.close()
-    if fmt == "json" and len(results) > 1:
-        click.echo(json.dumps({lab: [h.to_dict() for h in hits] for lab, hits in zip(labels, results, strict=True)}))
-        return
-    for label, hits in zip(labels, results, strict=True):
-        print_hits(hits, fmt, label)
+    print_results(list(zip(labels, results, strict=True)), fmt)
 
 
 @click.command("map")
@@ -322,22 +322,24 @@ def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pair
 
 @click.command("load")
 @atlas_option
-@click.option("--qdrant-url", envvar="ORTHOVEC_QDRANT_URL", required=True, help="Target Qdrant server URL.")
-@click.option("--api-key", envvar="ORTHOVEC_QDRANT_API_KEY", help="Qdrant API key [env ORTHOVEC_QDRANT_API_KEY].")
+@qdrant_options(required=True, deprecated_api_key="--api-key")
 @click.option("--species", "species", multiple=True, help="Only these species (repeatable; default all).")
 @click.option("--model", help="Only this model (default all).")
 def load_command(
-    atlas: Atlas, qdrant_url: str, api_key: str | None, species: tuple[str, ...], model: str | None
+    atlas: Atlas, qdrant_url: str, qdrant_api_key: str | None, species: tuple[str, ...], model: str | None
 ) -> None:
     """Push an atlas's gene vectors to a Qdrant server (index on a GPU box, serve from a cluster).
 
     Batched, retried uploads with deterministic point IDs: loading again never duplicates, and
-    genes no longer in the atlas are removed from the server.
+    genes no longer in the atlas are removed from the server. Species in another embedding space
+    than the server's vectors are refused, naming both.
+
+    Example: orthovec load --qdrant-url http://localhost:6333 --qdrant-api-key KEY --species human
     """
     from orthovec.lookup.load import load_atlas
     from orthovec.lookup.store import open_store
 
-    store = open_store(atlas, qdrant_url, api_key=api_key)
+    store = open_store(atlas, qdrant_url, api_key=qdrant_api_key)
     try:
         for loaded in load_atlas(atlas, store, list(species) or None, model):
             click.echo(
@@ -351,16 +353,7 @@ def load_command(
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to listen on every interface.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @atlas_option
-@click.option(
-    "--qdrant-url",
-    envvar="ORTHOVEC_QDRANT_URL",
-    help="Serve from this Qdrant server instead of the atlas's embedded store [env ORTHOVEC_QDRANT_URL].",
-)
-@click.option(
-    "--qdrant-api-key",
-    envvar="ORTHOVEC_QDRANT_API_KEY",
-    help="Qdrant server API key [env ORTHOVEC_QDRANT_API_KEY].",
-)
+@qdrant_options()
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -400,9 +393,10 @@ def serve_command(
 ) -> None:
     """Serve homolog queries over HTTP: a lookup page at /, the API (OpenAPI at /openapi.json, docs at /docs).
 
-    The embedded store belongs to one process: index first, then serve (stop the server before
-    indexing again). For many users or several API servers, load the atlas into a Qdrant server
-    (`orthovec load --qdrant-url URL`) and serve with --qdrant-url.
+    Queries and `orthovec species` keep working beside the server (and on a read-only atlas);
+    `index` into the same atlas is refused until the server stops. For many users or several API
+    servers, load the atlas into a Qdrant server (`orthovec load --qdrant-url URL`) and serve with
+    --qdrant-url.
 
     Example: orthovec serve --atlas orthovec-atlas --port 8000   (then open http://127.0.0.1:8000/)
     """

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+
+from orthovec.embedding.architectures import LongSeqs, Precision
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Unavailable
+from orthovec.schemas.space import EmbeddingSpace
 from orthovec.schemas.tables import read_provenance
 
 SequenceEmbedder = Callable[[list[str]], np.ndarray]
@@ -27,28 +31,36 @@ def atlas_embedding_settings(atlas: Atlas, model: str) -> dict[str, object]:
     return {}
 
 
+def remembered_weights(settings: dict[str, object]) -> Path | None:
+    """The checkpoint the atlas was indexed with, if it is still where it was (its sha256 is checked on use)."""
+    path = settings.get("weights_path")
+    return Path(str(path)) if path and Path(str(path)).is_file() else None
+
+
 def embedder_for_atlas(atlas: Atlas, model: str, weights: Path | None, device: str = "auto") -> SequenceEmbedder:
-    """A function sequences → (n, dim) vectors, with the atlas's model, weights, layer, windows and precision."""
+    """A function sequences → (n, dim) vectors, with the atlas's model, weights, layer, windows and precision.
+
+    `weights` None means the checkpoint the atlas remembers from indexing, else the hub cache.
+    """
     from orthovec.indexer.embed import Encoder
     from orthovec.indexer.model import load_model
     from orthovec.indexer.proteome import clean_sequence
 
     settings = atlas_embedding_settings(atlas, model)
-    loaded = load_model(model, weights, device)
-    expected_sha = settings.get("weights_sha256")
-    if expected_sha and expected_sha != loaded.weights_sha256:
-        raise UserError(
-            f"The atlas {atlas.root} was built with {model} weights sha256 {str(expected_sha)[:12]}…, but "
+    space = EmbeddingSpace.from_provenance(settings)
+    loaded = load_model(model, weights or remembered_weights(settings), device)
+    if space is not None and space.weights_sha256 != loaded.weights_sha256:
+        raise Unavailable(
+            f"The atlas {atlas.root} was built with {model} weights sha256 {space.weights_sha256[:12]}…, but "
             f"the weights given have sha256 {loaded.weights_sha256[:12]}…; query vectors would not be "
             "comparable. Pass the checkpoint the atlas was indexed with (--weights)."
         )
-    layer = settings.get("layer")
-    long_seqs = str(settings.get("long_seqs", "window"))
+    # The Encoder checks these values again, so the casts only name the types they were written as.
     encoder = Encoder(
         loaded,
-        layer=int(layer) if layer is not None else None,
-        long_seqs=long_seqs,  # type: ignore[arg-type]
-        precision=str(settings.get("precision", "auto")),  # type: ignore[arg-type]
+        layer=space.layer if space else None,
+        long_seqs=cast(LongSeqs, space.long_seqs if space else "window"),
+        precision=cast(Precision, space.precision if space else "auto"),
     )
 
     def embed(sequences: list[str]) -> np.ndarray:

@@ -18,7 +18,7 @@ from orthovec import __version__
 from orthovec.schemas.errors import UserError
 
 #: Modules whose `COMMANDS` list joins the group, in the order `--help` lists their commands.
-STAGE_CLIS = ("orthovec.indexer.cli", "orthovec.lookup.cli", "orthovec.integrate.cli")
+STAGE_CLIS = ("orthovec.indexer.cli", "orthovec.lookup.cli", "orthovec.integrate.cli", "orthovec.build.cli")
 
 
 class _Group(click.Group):
@@ -82,7 +82,7 @@ def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> 
     Example: orthovec random-weights /tmp/8M.pt --arch 8M && orthovec demo --weights /tmp/8M.pt
     """
     from orthovec.demo import run_demo
-    from orthovec.lookup.cli import print_hits
+    from orthovec.lookup.cli import print_results
     from orthovec.options import console
     from orthovec.schemas.atlas import Atlas
 
@@ -104,8 +104,7 @@ def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> 
             "code path, not biology. Pass pretrained ESM-2 weights for a real mapping.[/yellow]"
         )
     out.print("3. query homologs of human genes in the frog")
-    for gene, hits in result.queries.items():
-        print_hits(hits, "table", gene)
+    print_results(list(result.queries.items()), "table")
     out.print("4. files")
     for species in ("human", "xenopus_tropicalis"):
         out.print(f"   genes:    {atlas_dir.genes(species, result.model)}")

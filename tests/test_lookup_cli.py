@@ -19,6 +19,7 @@ def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> 
     result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
     assert result.exit_code == 0, result.output
     assert "one-to-one pairs agreeing with DIOPT" in result.output and "AK2" in result.output
+    assert "These weights are random" in result.output  # the agreement figure measures no biology
     return atlas
 
 
@@ -126,3 +127,31 @@ def test_load_pushes_the_atlas_to_a_qdrant_client_store_without_duplicates(demo_
     embedded = runner.invoke(main, [*query, "--atlas", str(demo_atlas)])
     server_ids = [h["gene_id"] for h in json.loads(hits.output)]
     assert server_ids == [h["gene_id"] for h in json.loads(embedded.output)]  # same code path, same answer
+
+
+def test_fasta_queries_print_one_shape_for_all_records(demo_atlas: Path, tmp_path: Path) -> None:
+    """Several records: one TSV header, one flat JSON list whose hits name their query record."""
+    import gzip
+
+    with gzip.open(EXAMPLES / "xenopus_tropicalis_demo.fasta.gz", "rt") as handle:
+        records = handle.read().split(">")[1:3]
+    fasta = tmp_path / "two.fa"
+    fasta.write_text("".join(">" + record for record in records))
+    ids = [record.split()[0].split("|")[1] for record in records]
+    base = ["query", "--fasta", str(fasta), "--to", "xenopus_tropicalis", "-k", "2", "--atlas", str(demo_atlas)]
+    tsv = CliRunner().invoke(main, [*base, "--format", "tsv"])
+    assert tsv.exit_code == 0, tsv.output
+    lines = tsv.output.strip().splitlines()
+    assert lines[0].startswith("query\tspecies") and sum(line.startswith("query\t") for line in lines) == 1
+    assert len(lines) == 1 + 2 * 2
+    hits = json.loads(CliRunner().invoke(main, [*base, "--format", "json"]).output)
+    assert isinstance(hits, list) and [h["query"] for h in hits] == [ids[0], ids[0], ids[1], ids[1]]
+
+
+def test_sequence_queries_find_the_weights_the_atlas_was_indexed_with(demo_atlas: Path) -> None:
+    """No --weights: the atlas remembers its checkpoint (and its sha256 is still checked)."""
+    result = CliRunner().invoke(
+        main, ["query", "--sequence", "MKVLAAGIVGLLLA", "--to", "human", "--format", "json", "--atlas", str(demo_atlas)]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)) == 10
