@@ -33,6 +33,24 @@ def weights_8m(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_random_checkpoint(tmp_path_factory.mktemp("weights") / "esm2_t6_8M_UR50D.pt", "8M")
 
 
+@pytest.fixture(scope="session")
+def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Path:
+    """The main job's atlas (150 human + 150 frog genes, tiny random model), built once per session.
+
+    Shared read-only: tests that change an atlas build their own.
+    """
+    from click.testing import CliRunner
+
+    from orthovec.cli import main
+
+    atlas = tmp_path_factory.mktemp("demo") / "atlas"
+    result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
+    assert result.exit_code == 0, result.output
+    assert "one-to-one pairs agreeing with DIOPT" in result.output and "AK2" in result.output
+    assert "These weights are random" in result.output  # the agreement figure measures no biology
+    return atlas
+
+
 def human_sequences(n: int) -> list[str]:
     """The first n human Swiss-Prot sequences (skips when ../shared/data is absent)."""
     import gzip

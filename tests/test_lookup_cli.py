@@ -13,16 +13,6 @@ from orthovec.cli import main
 EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
 
 
-@pytest.fixture(scope="module")
-def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Path:
-    atlas = tmp_path_factory.mktemp("demo") / "atlas"
-    result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
-    assert result.exit_code == 0, result.output
-    assert "one-to-one pairs agreeing with DIOPT" in result.output and "AK2" in result.output
-    assert "These weights are random" in result.output  # the agreement figure measures no biology
-    return atlas
-
-
 def test_demo_leaves_two_species_a_mapping_and_a_store(demo_atlas: Path) -> None:
     listing = json.loads(CliRunner().invoke(main, ["species", "--atlas", str(demo_atlas), "--format", "json"]).output)
     assert {(row["species"], row["genes"]) for row in listing} == {

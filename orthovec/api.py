@@ -1,0 +1,205 @@
+"""The public Python API: the same work as the command line, one function per verb.
+
+    import orthovec as ov
+    ov.index_proteome("human.fasta.gz", "human", atlas="atlas", weights="esm2_t33_650M_UR50D.pt")
+    ov.align_species("human", "mouse", atlas="atlas")
+    ov.map_species(["human", "mouse"], atlas="atlas")
+    hits = ov.query("TP53", "human", to=["mouse"], atlas="atlas")
+    mapping = ov.read_mapping("atlas", "human", "mouse")  # a pyarrow Table
+
+Each function takes plain values (paths as str or Path), states the files it writes, and raises
+`orthovec.UserError` (or one of its kinds) for anything the caller can fix. Heavy libraries load
+only when a function runs, so `import orthovec` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from orthovec.schemas.atlas import Atlas, resolve_atlas
+
+if TYPE_CHECKING:
+    import anndata as ad
+    import pyarrow as pa
+
+    from orthovec.indexer.pipeline import IndexResult
+    from orthovec.integrate.run import IntegrateConfig
+    from orthovec.lookup.mapping import MappingParams, PairSummary
+    from orthovec.lookup.query import Hit
+
+PathLike = str | os.PathLike[str]
+
+
+def _atlas(atlas: PathLike | Atlas | None) -> Atlas:
+    return atlas if isinstance(atlas, Atlas) else Atlas(resolve_atlas(atlas))
+
+
+def index_proteome(
+    fasta: PathLike,
+    species: str,
+    *,
+    atlas: PathLike | Atlas | None = None,
+    model: str | None = None,
+    weights: PathLike | None = None,
+    pooling: Literal["mean", "max", "canonical"] = "mean",
+    layer: int | None = None,
+    long_seqs: Literal["window", "truncate"] = "window",
+    precision: Literal["auto", "fp32", "bf16"] = "auto",
+    device: str = "auto",
+    taxid: int | None = None,
+    gene_map: PathLike | None = None,
+    unresolved: Literal["report", "self"] = "report",
+    qdrant_url: str | None = None,
+    qdrant_api_key: str | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> IndexResult:
+    """Embed one proteome FASTA (plain or gzip) with ESM-2 and store one vector per gene.
+
+    Writes `ATLAS/species/<species>/{proteins.parquet, protein_embeddings/<model>.parquet,
+    genes/<model>.parquet, index_report.json}` and resumable chunks under `ATLAS/cache/`, then loads
+    the gene vectors into the atlas's embedded Qdrant store (or the server at `qdrant_url`).
+    Resumes a killed run; a failed run leaves the species as it was. Returns the run's report
+    (genes, proteins, records skipped by reason, embedding throughput, paths written).
+    """
+    from orthovec.indexer.pipeline import IndexConfig
+    from orthovec.indexing import index_proteome as run_index
+
+    config = IndexConfig(
+        fasta=Path(fasta),
+        species=species,
+        atlas=_atlas(atlas),
+        model=model,
+        weights=Path(weights) if weights is not None else None,
+        taxid=taxid,
+        pooling=pooling,
+        device=device,
+        precision=precision,
+        long_seqs=long_seqs,
+        layer=layer,
+        gene_map=Path(gene_map) if gene_map is not None else None,
+        unresolved=unresolved,
+    )
+    return run_index(config, log=log, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key)
+
+
+def align_species(
+    species_a: str,
+    species_b: str,
+    *,
+    atlas: PathLike | Atlas | None = None,
+    threads: int | None = None,
+    sensitivity: float | None = None,
+) -> Path:
+    """All-vs-all MMseqs2 alignment of two indexed species' proteins, reduced to gene pairs.
+
+    Writes (or reuses, when the proteins are unchanged) `ATLAS/alignments/<A>__<B>.parquet` and
+    returns its path; `map_species` then uses it as alignment evidence.
+    """
+    from orthovec.lookup.align import AlignParams
+    from orthovec.lookup.align import align_species as run_align
+
+    chosen = AlignParams.sensitivity if sensitivity is None else sensitivity
+    return run_align(_atlas(atlas), species_a, species_b, threads=threads, sensitivity=chosen)
+
+
+def map_species(
+    species: Sequence[str],
+    *,
+    atlas: PathLike | Atlas | None = None,
+    model: str | None = None,
+    params: MappingParams | None = None,
+    out: PathLike | None = None,
+) -> list[PairSummary]:
+    """Mapping tables for every pair of `species` (top-k both ways, RBH, one-to-one, homology groups).
+
+    Writes `ATLAS/mappings/<model>/<A>__<B>.parquet` per pair (or `out` for two species), plus a
+    groups table for three or more species. `params` (`orthovec.lookup.mapping.MappingParams`)
+    chooses the evidence (embedding, alignment, fused), metric, k and thresholds. Returns one
+    summary per pair (counts, evidence used, path).
+    """
+    from orthovec.lookup.mapping import MappingParams
+    from orthovec.lookup.mapping import map_species as run_map
+
+    return run_map(_atlas(atlas), list(species), model, params or MappingParams(), Path(out) if out else None)
+
+
+def query(
+    gene: str,
+    from_species: str,
+    *,
+    to: Sequence[str] | None = None,
+    k: int = 10,
+    atlas: PathLike | Atlas | None = None,
+    model: str | None = None,
+    qdrant_url: str | None = None,
+    qdrant_api_key: str | None = None,
+) -> list[Hit]:
+    """Homolog candidates of one gene (symbol or ID, any case) in each target species (default: all others).
+
+    Reads the atlas's store (read-only: works beside a running server). Each `Hit` has the score,
+    rank, margin to the next hit and the reciprocal-best-hit flag. Writes nothing.
+    """
+    from orthovec.lookup.query import homologs_of_gene
+    from orthovec.lookup.store import open_store
+
+    store = open_store(_atlas(atlas), qdrant_url, api_key=qdrant_api_key)
+    try:
+        return homologs_of_gene(store, gene, from_species, list(to) if to else None, k, model)
+    finally:
+        store.close()
+
+
+def read_mapping(
+    atlas_or_path: PathLike | Atlas,
+    species_a: str | None = None,
+    species_b: str | None = None,
+    *,
+    model: str | None = None,
+) -> pa.Table:
+    """A mapping table as a pyarrow Table (`.to_pandas()` / `polars.from_arrow` for either), validated.
+
+    Pass the file, or an atlas and two species (and `model` when the atlas holds several).
+    """
+    from orthovec.schemas.tables import MAPPING, read_table
+
+    if species_a is None:
+        return read_table(Path(atlas_or_path), MAPPING)
+    if species_b is None:
+        from orthovec.schemas.errors import Invalid
+
+        raise Invalid("read_mapping: give both species (or a mapping file).")
+    from orthovec.lookup.mapping import choose_mapping_model
+
+    atlas = _atlas(atlas_or_path)
+    chosen = choose_mapping_model(atlas, [species_a, species_b], model)
+    return read_table(atlas.mapping(chosen, species_a, species_b), MAPPING)
+
+
+def integrate_species(
+    adatas: Mapping[str, ad.AnnData | PathLike],
+    mappings: Sequence[PathLike],
+    out: PathLike,
+    *,
+    config: IntegrateConfig | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> ad.AnnData:
+    """One shared AnnData for several species' single-cell data, joined through mapping tables.
+
+    `adatas` maps species to AnnData (raw counts) or .h5ad paths; `mappings` are MAPPING Parquet
+    files (or `"symbols"` for the upper-cased-symbol baseline, asked for by name). Writes into `out`:
+    `shared.h5ad`, `metrics.json`, cell-type correspondence, conserved markers, gene conservation
+    tables and figures. The result records the mapping files, features and correction in
+    `uns['orthovec']`.
+    """
+    import anndata as ad
+
+    from orthovec.integrate.inputs import read_adata
+    from orthovec.integrate.run import IntegrateConfig
+    from orthovec.integrate.run import integrate_species as run_integrate
+
+    data = {name: item if isinstance(item, ad.AnnData) else read_adata(Path(item)) for name, item in adatas.items()}
+    shared, _, _ = run_integrate(data, [str(m) for m in mappings], Path(out), config or IntegrateConfig(), log)
+    return shared
