@@ -1,8 +1,8 @@
 """`orthovec build`: the plan of steps a manifest implies, and running the ones not yet done.
 
-Steps: fetch and index (per species) → load (per species, into the embedded store or the Qdrant
-server the manifest names) and align and map (per pair) → groups (all species). Each finished
-step leaves a *stamp*
+Steps: fetch and index (per species; indexing ends by loading the genes into the embedded store,
+or the Qdrant server the manifest names) → align and map (per pair) → groups (all species). Each
+finished step leaves a *stamp*
 (`ATLAS/build/<step>.json`): the key it ran under and the content hash of every output it wrote.
 The key hashes the step's settings and the output hashes of the steps it reads, so:
 
@@ -40,9 +40,9 @@ from orthovec.schemas.errors import Invalid, Unavailable, UserError
 
 if TYPE_CHECKING:
     from orthovec.indexer.pipeline import ProgressFactory
-    from orthovec.lookup.store import GeneStore
+    from orthovec.lookup.load import SpeciesState
 
-StepKind = Literal["fetch", "index", "align", "map", "groups", "load"]
+StepKind = Literal["fetch", "index", "align", "map", "groups"]
 Status = Literal["ran", "up to date", "to run", "unavailable", "shard done", "failed", "not reached"]
 
 
@@ -53,8 +53,8 @@ class Step:
     species: tuple[str, ...]
     after: tuple[str, ...]  # steps whose outputs this one reads
     params: dict[str, Any]  # the settings that change its output (part of the key)
-    #: An index step wants every core (or the GPU) to itself, and the embedded Qdrant store has one
-    #: writer at a time, so index and load steps take turns whatever --jobs says.
+    #: An index step wants every core (or the GPU) to itself, and ends by writing the store (one
+    #: writer at a time), so index steps take turns whatever --jobs says.
     exclusive: bool = False
 
 
@@ -128,13 +128,11 @@ def plan_steps(manifest: Manifest, options: BuildOptions, weights_digest: str) -
             "taxid": entry.taxid,
             "unresolved": entry.unresolved,
             "gene_map": str(entry.gene_map) if entry.gene_map else None,
+            "store": settings.qdrant_url or "embedded",
         }
         steps.append(Step(f"index:{entry.name}", "index", (entry.name,), (f"fetch:{entry.name}",), params, True))
     if options.shard is not None:  # array tasks embed; the final unsharded build does the rest
         return steps
-    target = {"store": settings.qdrant_url or "embedded"}
-    for name in manifest.names:
-        steps.append(Step(f"load:{name}", "load", (name,), (f"index:{name}",), target, True))
     maps: list[str] = []
     for a, b in manifest.pairs():
         after: tuple[str, ...] = (f"index:{a}", f"index:{b}")
@@ -347,13 +345,13 @@ class _Runner:
         self.steps = {step.name: step for step in steps}
         self.outcomes: dict[str, Outcome] = {}
         self.digests: dict[str, str] = {}  # finished (or current) step -> output digest
-        self._store: GeneStore | None = None
+        self._states: dict[tuple[str, str | None], SpeciesState] | None = None
 
     def run(self) -> list[Outcome]:
         pending = list(self.steps.values())
         running: dict[Future[_Done], tuple[Step, str, dict[str, str], float]] = {}
         failure: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool, self._closing_store():
+        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
             while pending or running:
                 for step in list(pending):
                     if failure is not None:
@@ -407,34 +405,22 @@ class _Runner:
             raise _with_step(failure, self._failed_step())
         return [self.outcomes[name] for name in self.steps if name in self.outcomes]
 
-    @contextlib.contextmanager
-    def _closing_store(self) -> Iterator[None]:
-        try:
-            yield
-        finally:
-            if self._store is not None:
-                self._store.close()
+    def species_state(self, species: str, model: str) -> SpeciesState | None:
+        """What `orthovec species` says of a species, read once per build (one read-only store open)."""
+        if self._states is None:
+            from orthovec.lookup.load import species_states
 
-    def store(self) -> GeneStore:
-        """One store for the whole build, opened when first needed: load steps take turns on it, and
-        the embedded store is one writer per process anyway."""
-        if self._store is None:
-            from orthovec.lookup.store import open_store
-
-            self._store = open_store(self.atlas, self.manifest.atlas.qdrant_url, api_key=self.options.qdrant_api_key)
-        return self._store
+            self._states = {(state.species, state.model): state for state in species_states(self.atlas)}
+        return self._states.get((species, model))
 
     def _reason(self, step: Step, stamp: Stamp | None, key: str, inputs: dict[str, str]) -> str:
         if step.kind == "fetch" and self.options.refresh_sources and self.manifest_entry(step).source.remote:
             return "--refresh-sources"
-        if step.kind == "load" and stamp is not None and "model" in stamp.info:
-            # a store is not a file with a hash; ask it whether it still holds what was loaded
-            try:
-                held = self.store().species_counts(stamp.info["model"]).get(step.species[0], 0)
-            except UserError:  # no collection for the model (a wiped or new store)
-                held = 0
-            if held != stamp.info["genes"]:
-                return f"the store holds {held:,} of its {stamp.info['genes']:,} genes"
+        if step.kind == "index" and stamp is not None and not self.manifest.atlas.qdrant_url:
+            # the store is not a file with a hash: ask it whether it still holds the species
+            state = self.species_state(step.species[0], str(stamp.info.get("model")))
+            if state is not None and state.state != "complete":
+                return f"{state.state}: {state.note}"
         return self.stamps.staleness(stamp, key, step.params, inputs)
 
     def _finish(self, step: Step, key: str, inputs: dict[str, str], began: float, done: _Done) -> None:
@@ -484,7 +470,8 @@ class _Runner:
         return _Done({"fasta": Path(fetched.path)}, info)
 
     def _index(self, step: Step) -> _Done:
-        from orthovec.indexer.pipeline import IndexConfig, index_species
+        from orthovec.indexer.pipeline import IndexConfig
+        from orthovec.indexing import index_proteome
 
         entry, settings = self.manifest_entry(step), self.manifest.atlas
         fasta = self._output(f"fetch:{entry.name}", "fasta")
@@ -507,8 +494,13 @@ class _Runner:
         )
         progress = self.events.embedding_progress
         with progress(entry.name) if progress else contextlib.nullcontext(None) as start:
-            # no sink: the load step puts the genes into the store, so a new Qdrant URL redoes only that
-            result = index_species(config, sink=None, progress=start, log=self._log(step))
+            result = index_proteome(
+                config,
+                progress=start,
+                log=self._log(step),
+                qdrant_url=settings.qdrant_url,
+                qdrant_api_key=self.options.qdrant_api_key,
+            )
         if not result.complete:
             return _Done({}, {"why": f"{result.chunks_missing} chunks wait for other shards"}, "shard done")
         info = {
@@ -570,12 +562,6 @@ class _Runner:
         import pyarrow.parquet as pq
 
         return _Done({"groups": path}, {"groups": pq.ParquetFile(path).metadata.num_rows})
-
-    def _load(self, step: Step) -> _Done:
-        from orthovec.lookup.load import load_atlas
-
-        (loaded,) = load_atlas(self.atlas, self.store(), list(step.species), self._model())
-        return _Done({}, {"model": loaded.model, "genes": loaded.genes, "removed": loaded.removed})
 
     def _output(self, step: str, label: str) -> Path:
         stamp = self.stamps.read(step)
