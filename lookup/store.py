@@ -25,6 +25,7 @@ import pyarrow as pa
 from orthovec.faults import fault_point
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, NotFound, Unavailable, UserError
+from orthovec.schemas.files import check_free_space
 from orthovec.schemas.locks import FileLock
 from orthovec.schemas.space import PAYLOAD_FIELD
 
@@ -166,6 +167,37 @@ def open_store(
 EDGE_INDEXES = ("species", "gene_key", PAYLOAD_FIELD)
 
 
+#: Edge preallocates its write-ahead log in 32 MiB segments and writes them through mmap: without
+#: room for two, opening a shard (even to read: it replays the log) dies of SIGBUS, not an error.
+EDGE_WAL_BYTES = 64 * 2**20
+
+
+def _allocated_bytes(directory: Path) -> int:
+    """Disk blocks a directory really uses (its WAL segments are mostly holes)."""
+    return sum(p.stat().st_blocks * 512 for p in directory.rglob("*") if p.is_file())
+
+
+def _copy_sparse(source: str, target: str) -> None:
+    """Copy a file keeping its holes: `shutil.copy2` would write each 32 MiB WAL segment in full."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        size, offset = os.fstat(src.fileno()).st_size, 0
+        while offset < size:
+            try:
+                start = os.lseek(src.fileno(), offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(src.fileno(), start, os.SEEK_HOLE)
+            src.seek(start)
+            dst.seek(start)
+            while start < end:
+                block = src.read(min(end - start, 2**20))
+                dst.write(block)
+                start += len(block)
+            offset = end
+        dst.truncate(size)
+    shutil.copystat(source, target)
+
+
 def _edge_index_params(field: str) -> Any:
     import qdrant_edge as qe
 
@@ -239,7 +271,10 @@ class EdgeStore:
                     f"No vectors for model '{model}' in the embedded store at {path}. "
                     f"Index a proteome with `orthovec index --model {model}` first."
                 )
+            check_free_space(path.parent, EDGE_WAL_BYTES, "creating the embedded store")
             self._create(path, dim)
+        elif not self.read_only:
+            check_free_space(path, EDGE_WAL_BYTES, "writing the embedded store")
         shard = self._open_for_reading(path) if self.read_only else self._open_for_writing(path)
         self._shards[model] = shard
         return shard
@@ -277,16 +312,19 @@ class EdgeStore:
         return shard
 
     def _open_for_reading(self, path: Path) -> Any:
+        """The shard itself, or a private copy when it is held by a server, read-only, or on a full disk."""
         import qdrant_edge as qe
 
-        try:
-            return qe.EdgeShard.load(str(path))
-        except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
-            if "WouldBlock" not in str(err) and "os error 30" not in str(err):
-                raise
+        if shutil.disk_usage(path).free >= EDGE_WAL_BYTES:
+            try:
+                return qe.EdgeShard.load(str(path))
+            except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
+                if "WouldBlock" not in str(err) and "os error 30" not in str(err):
+                    raise
         copy = Path(tempfile.mkdtemp(prefix=f"orthovec-{path.name}-"))
         self._copies.append(copy)
-        shutil.copytree(path, copy / path.name)
+        check_free_space(copy, _allocated_bytes(path) + EDGE_WAL_BYTES, "a private copy of the embedded store")
+        shutil.copytree(path, copy / path.name, copy_function=_copy_sparse)
         return qe.EdgeShard.load(str(copy / path.name))
 
     def upsert_genes(self, model: str, genes: pa.Table, space: str | None = None, batch_size: int = 1024) -> int:

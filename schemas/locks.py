@@ -30,7 +30,7 @@ class FileLock:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._handle: IO[str] | None = None
+        self._handle: IO[bytes] | None = None
 
     def acquire(self, shared: bool = False) -> bool:
         """True when the lock is now held; False when another process holds it in a conflicting mode.
@@ -42,7 +42,8 @@ class FileLock:
             return True
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+            # Unbuffered: nothing is left to flush at close, where a full disk would raise.
+            handle = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - held open for the lock's lifetime
         except OSError as err:
             if shared and err.errno in (errno.EROFS, errno.EACCES, errno.ENOENT):
                 return True
@@ -56,8 +57,7 @@ class FileLock:
             with contextlib.suppress(OSError):
                 handle.seek(0)
                 handle.truncate()
-                handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n")
-                handle.flush()
+                handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n".encode())
         self._handle = handle
         return True
 

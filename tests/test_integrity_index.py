@@ -7,6 +7,7 @@ in-process on a copy of one small indexed atlas (tiny random ESM-2, 150 human de
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -313,6 +314,38 @@ def test_reads_work_on_a_read_only_atlas_and_writes_say_why_not(read_only: Path,
     open_for_serving(Atlas(read_only), None, None).close()
     index = _cli(*_index_args(read_only, tiny_weights))
     assert index.exit_code == 2 and "read-only" in index.output and "Traceback" not in index.output
+
+
+@pytest.fixture
+def full_disk(atlas: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the atlas on a small tmpfs, filled to the last byte."""
+    disk = tmp_path / "full"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs a tmpfs mount (root): {mounted.stderr.decode().strip()}")
+    try:
+        subprocess.run(["cp", "-a", "--sparse=always", str(atlas), str(disk / "atlas")], check=True)
+        with open(disk / "filler", "wb") as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        yield disk / "atlas"
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_on_a_full_disk_reads_work_and_index_says_so_instead_of_sigbus(full_disk: Path, tiny_weights: Path) -> None:
+    before = _digest(full_disk)
+    # In a subprocess: the failure this guards against is a SIGBUS, which would take pytest down with it.
+    query = [sys.executable, "-m", "orthovec.cli", "query", "AK2", "--from", "human", "--to", "human"]
+    answer = subprocess.run([*query, "--atlas", str(full_disk), "--format", "json"], capture_output=True, text=True)
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)[0]["gene_symbol"] == "AK2"
+    assert _species(full_disk)["human"]["state"] == "complete"
+    index = _cli(*_index_args(full_disk, tiny_weights))
+    assert index.exit_code == 2 and "MB are free" in index.output and "Traceback" not in index.output
+    assert _digest(full_disk) == before
 
 
 def test_index_refuses_up_front_when_the_disk_cannot_hold_the_embeddings(
