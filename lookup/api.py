@@ -51,7 +51,7 @@ from orthovec.lookup.store import EdgeStore, GeneStore, ServerStore, describe
 from orthovec.schemas import api
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Ambiguous, NotFound, Unavailable, UserError, http_status
-from orthovec.schemas.tables import MAPPING, RELATIONS, read_table
+from orthovec.schemas.tables import ALIGNMENT, MAPPING, RELATIONS, TableSpec, read_table
 
 #: sequences, model -> (len(sequences), dim) vectors comparable with the store's gene vectors.
 SequenceEmbedder = Callable[[list[str], str], np.ndarray]
@@ -74,8 +74,8 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
     "base-uri 'self'; frame-ancestors 'none'"
 )
-#: Parsed mapping tables kept in memory (a 20k x 20k top-k table is a few MB).
-MAPPING_CACHE_SIZE = 8
+#: Parsed mapping and alignment tables kept in memory (a 20k x 20k top-k table is a few MB).
+TABLE_CACHE_SIZE = 8
 DEFAULT_LIMITS = api.ApiLimits()
 
 
@@ -91,7 +91,7 @@ def store_lock(store: GeneStore) -> contextlib.AbstractContextManager[Any]:
 
 
 def _hit(hit: Hit) -> api.HitModel:
-    return api.HitModel(**{name: getattr(hit, name) for name in api.HitModel.model_fields})
+    return api.HitModel.model_validate(hit.to_dict())  # the query_* keys are the response's `query`
 
 
 def _json_safe(value: Any) -> Any:
@@ -130,12 +130,13 @@ def suggest_genes(genes: list[tuple[str, str, str | None]], text: str, limit: in
     return [(gene_id, symbol) for _, gene_id, symbol in chosen]
 
 
-class MappingTables:
-    """Mapping tables read once and kept while their file is unchanged (a re-run of `orthovec map`
-    replaces the file atomically, which changes its mtime, so the next request reads the new one)."""
+class CachedTables:
+    """Tables of one spec read once and kept while their file is unchanged (a re-run of `orthovec
+    map` or `align` replaces the file atomically, which changes its mtime, so the next request reads
+    the new one)."""
 
-    def __init__(self, size: int = MAPPING_CACHE_SIZE) -> None:
-        self.size = size
+    def __init__(self, spec: TableSpec, size: int = TABLE_CACHE_SIZE) -> None:
+        self.spec, self.size = spec, size
         self._tables: OrderedDict[Path, tuple[tuple[int, int], pl.DataFrame]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -147,7 +148,7 @@ class MappingTables:
             if cached and cached[0] == signature:
                 self._tables.move_to_end(path)
                 return cached[1]
-            frame = pl.from_arrow(read_table(path, MAPPING))
+            frame = pl.from_arrow(read_table(path, self.spec))
             assert isinstance(frame, pl.DataFrame)
             # JSON has no NaN: a missing score is null.
             frame = frame.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))
@@ -221,7 +222,8 @@ def create_app(
     """The HTTP API over an open store (held, not closed, by the app: the caller owns it)."""
     lock = store_lock(store)
     embed_lock = threading.Lock()  # one embedding batch at a time: a model's activations are large
-    mapping_tables = MappingTables()
+    mapping_tables = CachedTables(MAPPING)
+    alignment_tables = CachedTables(ALIGNMENT)
     gene_lists: dict[tuple[str, str, int], list[tuple[str, str, str | None]]] = {}
     with lock:
         # Open every shard now: lazily opening one from two request threads at once would race.
@@ -265,6 +267,27 @@ def create_app(
     async def store_down(request: Request, error: ResponseHandlingException) -> JSONResponse:
         detail = f"The vector store ({describe(store)}) did not answer: {error}. Try again later."
         return JSONResponse(status_code=503, content={"detail": detail})
+
+    def with_alignments(query: api.GeneModel, hits: list[Hit]) -> list[api.HitModel]:
+        """The hits, with the identity and coverages MMseqs2 found between the query gene and each
+        hit when `orthovec align` ran for the two species (its table holds both directions)."""
+        shown = [_hit(h) for h in hits]
+        if atlas is None:
+            return shown
+        for target in {h.species for h in shown}:
+            forward = atlas.alignment(query.species, target)
+            path, (q, t) = (forward, "ab") if forward.is_file() else (atlas.alignment(target, query.species), "ba")
+            if not path.is_file():
+                continue
+            rows = alignment_tables.rows(path).filter(pl.col(f"gene_id_{q}") == query.gene_id)
+            evidence = {
+                row[f"gene_id_{t}"]: (row["identity"], row[f"coverage_{q}"], row[f"coverage_{t}"])
+                for row in rows.iter_rows(named=True)
+            }
+            for hit in shown:
+                if hit.species == target and hit.gene_id in evidence:
+                    hit.identity, hit.coverage_query, hit.coverage_target = evidence[hit.gene_id]
+        return shown
 
     def use_model(requested: str | None) -> str:
         if requested is None and len(models := store.models()) > 1:
@@ -383,7 +406,7 @@ def create_app(
             gene_id=first.query_gene_id if first and first.query_gene_id else gene,
             gene_symbol=first.query_gene_symbol if first else None,
         )
-        return api.HomologsResponse(query=query, model=chosen, hits=[_hit(h) for h in hits])
+        return api.HomologsResponse(query=query, model=chosen, hits=with_alignments(query, hits))
 
     SequenceQuery = api.sequence_query_model(limits)
 

@@ -51,6 +51,11 @@ class HitModel(BaseModel):
     rank: int = Field(description="1 = best hit in this species")
     is_rbh: bool = Field(description="reciprocal best hit: the target's best hit back is the query gene")
     margin: float | None = Field(description="score minus the next hit's score (small = ambiguous call)")
+    identity: float | None = Field(
+        default=None, description="MMseqs2 identity (0-1) of query and hit, when `orthovec align` ran for the pair"
+    )
+    coverage_query: float | None = Field(default=None, description="share of the query protein in that alignment")
+    coverage_target: float | None = Field(default=None, description="share of the hit's protein in that alignment")
 
 
 class GeneModel(BaseModel):

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -26,7 +27,7 @@ from orthovec.lookup.store import GeneStore, open_store
 from orthovec.schemas.api import ApiLimits
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Ambiguous, NotFound
-from orthovec.schemas.tables import GENES, write_table
+from orthovec.schemas.tables import ALIGNMENT, GENES, write_table
 from tests.genes import gene_table
 from tests.test_api import HUMAN, MODEL, _populate, _write_mapping
 
@@ -277,3 +278,51 @@ def test_the_atlas_endpoint_gives_provenance_species_and_mapping_tables(
 def test_the_page_is_served_at_the_root(client: TestClient) -> None:
     response = client.get("/")
     assert response.status_code == 200 and "<title>orthovec" in response.text
+
+
+def alignment_table(species_a: str, species_b: str, pairs: list[tuple[str, str, float, float, float]]) -> pa.Table:
+    """An ALIGNMENT table as `orthovec align` writes it: (gene_a, gene_b, identity, coverage_a, coverage_b) rows."""
+    n = len(pairs)
+    columns = list(zip(*pairs, strict=True))
+    floats = {
+        name: pa.array(values, pa.float32())
+        for name, values in zip(("identity", "coverage_a", "coverage_b"), columns[2:], strict=True)
+    }
+    return pa.table(
+        {
+            "species_a": [species_a] * n,
+            "gene_id_a": list(columns[0]),
+            "gene_symbol_a": [None] * n,
+            "species_b": [species_b] * n,
+            "gene_id_b": list(columns[1]),
+            "gene_symbol_b": [None] * n,
+            "protein_id_a": list(columns[0]),
+            "protein_id_b": list(columns[1]),
+            "bits": pa.array([100.0] * n, pa.float32()),
+            "evalue": [1e-30] * n,
+            **floats,
+            "self_bits_a": pa.array([120.0] * n, pa.float32()),
+            "self_bits_b": pa.array([120.0] * n, pa.float32()),
+            "bsr": pa.array([0.8] * n, pa.float32()),
+            "hit_ab": [True] * n,
+            "hit_ba": [True] * n,
+        }
+    )
+
+
+def test_hits_carry_alignment_identity_and_coverage_in_either_direction(
+    client: TestClient, served: tuple[GeneStore, Atlas]
+) -> None:
+    _, atlas = served
+    table = alignment_table("human", "mouse", [("H1", "M1", 0.9, 0.8, 0.7)])
+    write_table(table, atlas.alignment("human", "mouse"), ALIGNMENT, {"mmseqs": "test"})
+    forward = client.get("/homologs", params={"gene": "GENE1", "from": "human", "to": ["mouse", "frog"], "k": 2})
+    hits = {(h["species"], h["gene_id"]): h for h in forward.json()["hits"]}
+    aligned = hits[("mouse", "M1")]
+    assert (aligned["identity"], aligned["coverage_query"], aligned["coverage_target"]) == pytest.approx(
+        (0.9, 0.8, 0.7)
+    )
+    assert all(h["identity"] is None for key, h in hits.items() if key != ("mouse", "M1"))  # no alignment: null
+    back = client.get("/homologs", params={"gene": "Gene1", "from": "mouse", "to": "human", "k": 1}).json()["hits"][0]
+    assert back["gene_id"] == "H1"
+    assert (back["identity"], back["coverage_query"], back["coverage_target"]) == pytest.approx((0.9, 0.7, 0.8))

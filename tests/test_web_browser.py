@@ -26,6 +26,9 @@ import pytest
 from click.testing import CliRunner
 
 from orthovec.cli import main
+from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.tables import ALIGNMENT, write_table
+from tests.test_api_hardening import alignment_table
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -198,6 +201,24 @@ def test_a_rows_link_asks_for_that_genes_homologs_in_the_other_direction(server:
     symbol = _column(browser, "Symbol")
     assert _rows(browser)[0][symbol] == "EEF1B2"
     assert Select(browser.find_element(By.ID, "from-species")).first_selected_option.get_attribute("value") == FROG
+
+
+def test_alignment_identity_and_coverage_show_when_the_atlas_has_them(
+    server: Server, browser: WebDriver, demo_atlas: Path
+) -> None:
+    """`orthovec align` output for EEF1B2 (human gene 1933) and eef1b2 (frog 448658), written while the server runs."""
+    path = Atlas(demo_atlas).alignment("human", FROG)
+    write_table(alignment_table("human", FROG, [("1933", "448658", 0.83, 0.97, 0.95)]), path, ALIGNMENT, {})
+    try:
+        _open(browser, server.url)
+        _look_up(browser, "EEF1B2", "human", FROG)
+        _wait(browser, lambda d: _rows(d))
+        first = _rows(browser)[0]
+        identity, query, hit = (_column(browser, c) for c in ("Identity", "Query coverage", "Hit coverage"))
+        assert (first[identity], first[query], first[hit]) == ("0.8300", "0.9700", "0.9500")
+        assert all(row[identity] == "" for row in _rows(browser)[1:])  # pairs MMseqs2 did not align
+    finally:
+        path.unlink()
 
 
 def test_an_unknown_gene_shows_the_clis_message(server: Server, browser: WebDriver) -> None:

@@ -12,6 +12,7 @@ const HIT_COLUMNS = ["species", "gene_id", "gene_symbol", "score", "rank", "is_r
 const HIT_LABELS = {
   species: "Species", gene_id: "Gene ID", gene_symbol: "Symbol", score: "Score", rank: "Rank",
   is_rbh: "Reciprocal best hit", margin: "Margin",
+  identity: "Identity", coverage_query: "Query coverage", coverage_target: "Hit coverage",
 };
 const MAPPING_FIRST = ["gene_symbol_a", "gene_id_a", "gene_symbol_b", "gene_id_b", "score", "relation"];
 
