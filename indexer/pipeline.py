@@ -262,7 +262,11 @@ def index_species(
             return result
         if config.shard is not None and not _shard_may_assemble(config, species_lock, sink, space, result, log):
             return result
-        _assemble(config, proteins, space, sink, result)
+        try:
+            _assemble(config, proteins, space, sink, result)
+        except BaseException:
+            shutil.rmtree(atlas.staging(config.species), ignore_errors=True)  # the committed files stay as they were
+            raise
         return result
     finally:
         species_lock.release()
@@ -404,7 +408,7 @@ def _assemble(
     unique_hashes = sorted(set(protein_hashes))
     vectors = cache.lookup(unique_hashes)  # (distinct sequences, dim)
     gene_count = len(set(proteins.column("gene_id").to_pylist()))
-    needed = (len(unique_hashes) + gene_count) * vectors.shape[1] * _FLOAT_BYTES + sum(map(len, unique_hashes)) * 4
+    needed = (len(unique_hashes) + gene_count) * vectors.shape[1] * _FLOAT_BYTES + proteins.nbytes
     check_free_space(atlas.species_dir(species), int(needed * _DISK_SLACK), f"the tables of {species}")
     lengths = dict(zip(protein_hashes, proteins.column("length").to_pylist(), strict=True))
     protein_embeddings = pa.table(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from orthovec.lookup.store import WRITE_WAIT_S, EdgeStore, GeneStore, describe, open_store
+from orthovec.lookup.store import EDGE_WAL_BYTES, WRITE_WAIT_S, EdgeStore, GeneStore, describe, open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import NotFound, Unavailable, UserError
 from orthovec.schemas.files import check_free_space
@@ -91,6 +91,8 @@ class StoreSink:
     def open(self, model: str, species: str, space: EmbeddingSpace) -> None:
         store = open_store(self.atlas, self.qdrant_url, self.qdrant_api_key, wait_s=WRITE_WAIT_S)
         try:
+            if isinstance(store, EdgeStore):  # the room a new store's write-ahead log takes, before hours of embedding
+                check_free_space(self.atlas.root / "qdrant", EDGE_WAL_BYTES, "the embedded store")
             check_store_space(store, model, species, space.id)
         finally:
             store.close()
