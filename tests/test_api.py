@@ -101,10 +101,13 @@ def _open(tmp_path: Path, engine: str) -> tuple[GeneStore, Atlas]:
     return store, atlas
 
 
-@pytest.fixture(params=["edge", "memory"])
-def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FastAPI, GeneStore, Atlas]]:
-    """The app over each engine: Qdrant Edge (embedded default) and qdrant-client's local mode."""
-    store, atlas = _open(tmp_path, request.param)
+@pytest.fixture(scope="module", params=["edge", "memory"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FastAPI, GeneStore, Atlas]]:
+    """The app over each engine: Qdrant Edge (embedded default) and qdrant-client's local mode.
+    Built once per engine (tests only read, or put back what they change)."""
+    store, atlas = _open(tmp_path_factory.mktemp("served"), request.param)
     yield create_app(store, atlas, sequence_embedder=_fake_embedder), store, atlas
     store.close()
 
@@ -195,6 +198,8 @@ def test_a_rewritten_mapping_table_is_served_fresh(served: tuple[FastAPI, GeneSt
     table = _write_mapping(atlas).slice(0, 4)
     write_table(table, atlas.mapping(MODEL, "human", "mouse"), MAPPING, {"model": MODEL})
     assert client.get("/mappings/human/mouse").json()["total"] == 4
+    _write_mapping(atlas)
+    assert client.get("/mappings/human/mouse").json()["total"] == 30
 
 
 def test_openapi_document_and_docs_are_published(client: TestClient) -> None:
