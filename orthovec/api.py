@@ -145,7 +145,7 @@ def query(
     from orthovec.lookup.query import homologs_of_gene
     from orthovec.lookup.store import open_store
 
-    store = open_store(_atlas(atlas), qdrant_url, api_key=qdrant_api_key)
+    store = open_store(_atlas(atlas), qdrant_url, api_key=qdrant_api_key, read_only=True)
     try:
         return homologs_of_gene(store, gene, from_species, list(to) if to else None, k, model)
     finally:
