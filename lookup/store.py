@@ -25,7 +25,7 @@ import pyarrow as pa
 from orthovec.faults import fault_point
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, NotFound, Unavailable, UserError
-from orthovec.schemas.files import check_free_space
+from orthovec.schemas.files import check_free_space, process_alive
 from orthovec.schemas.locks import FileLock
 from orthovec.schemas.space import PAYLOAD_FIELD
 
@@ -321,7 +321,11 @@ class EdgeStore:
             except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
                 if "WouldBlock" not in str(err) and "os error 30" not in str(err):
                     raise
-        copy = Path(tempfile.mkdtemp(prefix=f"orthovec-{path.name}-"))
+        for stale in Path(tempfile.gettempdir()).glob("orthovec-store-*-*"):
+            pid = stale.name.split("-")[2]
+            if pid.isdigit() and not process_alive(int(pid)):  # a killed reader's copy
+                shutil.rmtree(stale, ignore_errors=True)
+        copy = Path(tempfile.mkdtemp(prefix=f"orthovec-store-{os.getpid()}-"))
         self._copies.append(copy)
         check_free_space(copy, _allocated_bytes(path) + EDGE_WAL_BYTES, "a private copy of the embedded store")
         shutil.copytree(path, copy / path.name, copy_function=_copy_sparse)

@@ -88,11 +88,12 @@ def remove_stale_temps(path: Path) -> None:
     """Delete `.NAME.PID.tmp` siblings of `path` left by processes that no longer exist."""
     for candidate in path.parent.glob(f".{path.name}.*.tmp"):
         pid = candidate.name.removeprefix(f".{path.name}.").removesuffix(".tmp")
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             candidate.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a temporary named after a dead one is debris)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

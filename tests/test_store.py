@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -90,8 +91,11 @@ def test_one_writer_or_many_readers_and_each_refusal_is_clear(tmp_path: Path) ->
     writer.close()
     server = open_store(atlas, read_only=True)  # holds the shard, as `serve` does
     assert server.species_counts(MODEL) == {"human": 3}
+    killed_readers_copy = Path(tempfile.gettempdir()) / "orthovec-store-999999999-x"
+    killed_readers_copy.mkdir(exist_ok=True)
     reader = open_store(atlas, read_only=True)  # a `query` beside it reads a private copy
     assert reader.species_counts(MODEL) == {"human": 3}
+    assert not killed_readers_copy.exists()
     with pytest.raises(UserError, match="open in another orthovec process"):
         open_store(atlas)
     reader.close()
