@@ -350,6 +350,7 @@ def test_with_an_api_key_the_page_asks_for_it_and_sends_it(demo_atlas: Path, bro
         browser.find_element(By.ID, "api-key").send_keys("k3y", Keys.ENTER)
         _wait(browser, lambda d: "weights sha256" in d.find_element(By.ID, "provenance").text)
         assert not browser.find_element(By.ID, "key-form").is_displayed()
+        assert not browser.find_element(By.ID, "sequence-panel").is_displayed()  # this server has no --weights
         _look_up(browser, "AK2", "human", FROG)
         _wait(browser, lambda d: _rows(d))
     finally:
