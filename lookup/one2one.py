@@ -24,26 +24,38 @@ RowScores = Callable[[int, np.ndarray], np.ndarray]
 
 
 def greedy_one2one(
-    ranked_cols: np.ndarray, ranked_scores: np.ndarray, row_scores: RowScores, n_cols: int
+    ranked_cols: np.ndarray,
+    ranked_scores: np.ndarray,
+    row_scores: RowScores,
+    n_cols: int,
+    *,
+    ties_by_col_first: bool = False,
 ) -> list[tuple[int, int, float]]:
-    """Exact dense greedy from per-row ranked candidates (best first); (row, col, score) list."""
+    """Exact dense greedy from per-row ranked candidates (best first); (row, col, score) list.
+
+    Ties are broken by the smaller (row, col), or (col, row) with `ties_by_col_first`, which a
+    caller that passes species B as the rows uses so that ties still go to the smaller (A, B) pair.
+    """
     n_rows = len(ranked_cols)
     taken = np.zeros(n_cols, dtype=bool)
     lists: list[tuple[np.ndarray, np.ndarray]] = [(ranked_cols[i], ranked_scores[i]) for i in range(n_rows)]
     cursor = np.zeros(n_rows, dtype=np.int64)
-    # Ties are broken by (row, col) so results do not depend on heap internals.
-    heap = [(-float(ranked_scores[i, 0]), i, int(ranked_cols[i, 0])) for i in range(n_rows) if ranked_cols.shape[1]]
+
+    def entry(score: float, row: int, col: int) -> tuple[float, int, int, int, int]:
+        return (-score, *((col, row) if ties_by_col_first else (row, col)), row, col)
+
+    heap = [entry(float(ranked_scores[i, 0]), i, int(ranked_cols[i, 0])) for i in range(n_rows) if ranked_cols.shape[1]]
     heapq.heapify(heap)
     pairs: list[tuple[int, int, float]] = []
     while heap and len(pairs) < n_cols:
-        negative, row, col = heapq.heappop(heap)
+        negative, _, _, row, col = heapq.heappop(heap)
         if not taken[col]:
             taken[col] = True
             pairs.append((row, col, -negative))
             continue
         nxt = _next_free(row, lists, cursor, taken, row_scores)
         if nxt is not None:
-            heapq.heappush(heap, (-nxt[1], row, nxt[0]))
+            heapq.heappush(heap, entry(nxt[1], row, nxt[0]))
     return pairs
 
 

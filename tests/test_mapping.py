@@ -6,16 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.compute as pc
 import pytest
 import torch
 from click.testing import CliRunner
+
+from orthovec.cli import main
 from orthovec.lookup.mapping import MappingParams, build_mapping, map_species
 from orthovec.lookup.one2one import greedy_one2one, optimal_one2one
 from orthovec.lookup.similarity import blocked_topk, prepare
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, genes_table, read_table, write_table
-
-from orthovec.cli import main
 
 MODEL = "esm2_t6_8M_UR50D"
 
@@ -62,6 +63,30 @@ def test_greedy_reproduces_the_dense_procedure_even_when_topk_lists_run_out() ->
             used_a.add(i)
             used_b.add(j)
     assert {(r, c) for r, c, _ in pairs} == expected
+
+
+@pytest.mark.parametrize(("n", "m"), [(30, 90), (90, 30)])
+def test_greedy_pairs_do_not_depend_on_which_species_is_larger(n: int, m: int) -> None:
+    """The greedy runs from the smaller side; pairs (ties included: duplicated genes) stay the dense ones."""
+    rng = np.random.default_rng(3)
+    vectors_a, vectors_b = rng.normal(size=(n, 6)), rng.normal(size=(m, 6))
+    vectors_a[1], vectors_b[2] = vectors_a[0], vectors_b[0]  # identical genes: exact ties
+    genes_a = genes_table("a", [f"a{i}" for i in range(n)], vectors_a.astype(np.float32))
+    genes_b = genes_table("b", [f"b{i}" for i in range(m)], vectors_b.astype(np.float32))
+    table = build_mapping(genes_a, genes_b, MappingParams(k=2, max_evalue=float("inf")), MODEL)  # no floor
+    called = table.filter(pc.field("is_one2one_greedy"))
+    pairs = zip(called["gene_id_a"].to_pylist(), called["gene_id_b"].to_pylist(), strict=True)
+    got = {(int(a[1:]), int(b[1:])) for a, b in pairs}
+    dense = (prepare(vectors_a, "cosine") @ prepare(vectors_b, "cosine").T).numpy()
+    order = np.lexsort((np.tile(np.arange(m), n), np.repeat(np.arange(n), m), -dense.ravel()))
+    expected, used_a, used_b = set(), set(), set()
+    for flat in order:
+        i, j = divmod(int(flat), m)
+        if i not in used_a and j not in used_b:
+            expected.add((i, j))
+            used_a.add(i)
+            used_b.add(j)
+    assert got == expected
 
 
 def test_optimal_assignment_beats_greedy_on_a_crafted_case() -> None:
@@ -119,7 +144,7 @@ def _atlas_with(tmp_path: Path, species: dict[str, np.ndarray], model: str = MOD
 
 def test_map_writes_one_table_per_pair_and_a_groups_table_for_three_species(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    base = rng.normal(size=(40, 16)).astype(np.float32)
+    base = rng.normal(size=(40, 64)).astype(np.float32)  # 64-d: a planted match stands out from chance
     species = {
         name: base + rng.normal(scale=0.05, size=base.shape).astype(np.float32) for name in ("human", "mouse", "frog")
     }
