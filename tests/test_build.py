@@ -105,10 +105,14 @@ def _status(report: BuildReport) -> dict[str, str]:
             '[[species]]\nname = "a"\nsource = "UP000005640"\n',
             r"atlas\.toml:7: \[\[species\]\] entry 2: species 'a' is listed twice",
         ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\nmetric = "cosin"\n[[species]]\nname = "a"\nsource = "UP000005640"\n',
+            r"atlas\.toml:3: \[atlas\]: 'metric' = 'cosin' is not valid; expected one of cosine, pearson, csls",
+        ),
         ('[atlas]\nmodel = "esm2_t6_8M_UR50D\n', r"atlas\.toml: not valid TOML: .*line 2"),
     ],
     ids=["unknown-key", "missing-field", "bad-uniprot-id", "bad-ensembl", "atlas-typo", "wrong-type",
-         "pair-unknown", "missing-file", "duplicate", "toml-syntax"],
+         "pair-unknown", "missing-file", "duplicate", "metric", "toml-syntax"],
 )  # fmt: skip
 def test_manifest_mistakes_name_the_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "atlas.toml"

@@ -12,9 +12,9 @@ import difflib
 import itertools
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from orthovec.embedding.architectures import CUSTOM_NAME, ESM2_ARCHITECTURES, LONG_SEQS, PRECISIONS, LongSeqs, Precision
 from orthovec.indexer.settings import POOLINGS, Pooling
@@ -35,6 +35,8 @@ SourceKind = Literal["path", "url", "uniprot", "ensembl"]
 UNIPROT_PROTEOME = re.compile(r"^UP\d{9}$")
 #: Ensembl peptide FASTA by species and release: `ensembl:homo_sapiens@112`.
 ENSEMBL_SOURCE = re.compile(r"^ensembl:([a-z][a-z0-9_]*)@(\d+)$")
+#: [atlas] keys passed to the mapping as they are (`orthovec.lookup.mapping.MappingParams` fields).
+MAPPING_KEYS = ("k", "metric", "evidence", "margin", "min_score", "max_evalue", "csls_k")
 SOURCE_FORMS = (
     "a FASTA path (relative to the manifest), an http(s) URL, a UniProt proteome id "
     "(UP + 9 digits, e.g. UP000005640) or ensembl:SPECIES@RELEASE (e.g. ensembl:mus_musculus@112)"
@@ -83,10 +85,8 @@ class AtlasSettings:
     align: bool = True
     align_sensitivity: float = 7.5
     align_threads: int = 1
-    k: int = 10
-    metric: Literal["cosine", "pearson"] = "cosine"
-    margin: float = 0.02
-    min_score: float = 0.0
+    #: MappingParams fields the manifest sets (k, metric, margin, ...); the rest keep `orthovec map`'s defaults.
+    mapping: dict[str, Any] = field(default_factory=dict)
     qdrant_url: str | None = None
 
 
@@ -119,9 +119,12 @@ _ATLAS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "align_sensitivity": ((int, float), "MMseqs2 sensitivity (1-7.5)"),
     "align_threads": ((int,), "MMseqs2 threads per pair"),
     "k": ((int,), "hits per gene (1-200)"),
-    "metric": ((str,), "cosine or pearson"),
+    "metric": ((str,), "an `orthovec map --metric` choice"),
+    "evidence": ((str,), "an `orthovec map --evidence` choice"),
     "margin": ((int, float), "homology-graph margin (>= 0)"),
     "min_score": ((int, float), "homology-graph minimum score"),
+    "max_evalue": ((int, float), "one-to-one E-value ceiling"),
+    "csls_k": ((int,), "neighbours for the CSLS metric"),
     "qdrant_url": ((str,), "Qdrant server URL to load into"),
 }
 _SPECIES_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -138,7 +141,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "precision": tuple(PRECISIONS),
     "long_seqs": LONG_SEQS,
     "device": ("auto", "cpu", "cuda"),
-    "metric": ("cosine", "pearson"),
     "unresolved": ("report", "self"),
 }
 
@@ -318,14 +320,36 @@ def _atlas(base: Path, table: dict[str, Any], where: _Where, names: list[str]) -
             f"{where('atlas', 0, 'model')}: unknown model {model!r}{_did_you_mean(model, list(ESM2_ARCHITECTURES))}; "
             f"choose one of {', '.join(ESM2_ARCHITECTURES)}."
         )
-    ranges = {"toks_per_batch": (64, None), "k": (1, 200), "align_threads": (1, None), "margin": (0, None)}
+    ranges = {
+        "toks_per_batch": (64, None),
+        "k": (1, 200),
+        "align_threads": (1, None),
+        "margin": (0, None),
+        "csls_k": (1, None),
+    }
     for key, (low, high) in ranges.items():
         if key in table and (table[key] < low or (high is not None and table[key] > high)):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise Invalid(f"{where('atlas', 0, key)}: '{key}' = {table[key]} must be {bound}.")
+    _check_mapping_choices(table, where)
     pairs = _pairs(table.get("pairs"), where("atlas", 0, "pairs"), names)
-    settings = {key: value for key, value in table.items() if key not in ("weights", "pairs")}
-    return AtlasSettings(weights=weights, pairs=pairs, **settings)
+    mapping = {key: value for key, value in table.items() if key in MAPPING_KEYS}
+    settings = {key: value for key, value in table.items() if key not in ("weights", "pairs", *MAPPING_KEYS)}
+    return AtlasSettings(weights=weights, pairs=pairs, mapping=mapping, **settings)
+
+
+def _check_mapping_choices(table: dict[str, Any], where: _Where) -> None:
+    """Metric and evidence choices come from the mapping code itself, so the two cannot drift."""
+    from orthovec.lookup.mapping import Evidence
+    from orthovec.lookup.similarity import Metric
+
+    for key, kind in (("metric", Metric), ("evidence", Evidence)):
+        choices = get_args(kind)
+        if key in table and table[key] not in choices:
+            expected = ", ".join(choices)
+            raise Invalid(
+                f"{where('atlas', 0, key)}: '{key}' = {table[key]!r} is not valid; expected one of {expected}."
+            )
 
 
 def _pairs(value: list[Any] | None, where: str, names: list[str]) -> tuple[tuple[str, str], ...] | None:

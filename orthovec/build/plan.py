@@ -139,13 +139,7 @@ def plan_steps(manifest: Manifest, options: BuildOptions, weights_digest: str) -
         if settings.align:
             steps.append(Step(f"align:{a}__{b}", "align", (a, b), after, {"sensitivity": settings.align_sensitivity}))
             after = (*after, f"align:{a}__{b}")
-        mapping = {
-            "k": settings.k,
-            "metric": settings.metric,
-            "margin": settings.margin,
-            "min_score": settings.min_score,
-        }
-        steps.append(Step(f"map:{a}__{b}", "map", (a, b), after, mapping))
+        steps.append(Step(f"map:{a}__{b}", "map", (a, b), after, dict(settings.mapping)))
         maps.append(f"map:{a}__{b}")
     if len(manifest.names) > 2:
         steps.append(Step("groups", "groups", tuple(manifest.names), tuple(maps), {}))
@@ -540,9 +534,7 @@ class _Runner:
 
         a, b = step.species
         settings = self.manifest.atlas
-        params = MappingParams(
-            k=settings.k, metric=settings.metric, margin=settings.margin, min_score=settings.min_score
-        )
+        params = MappingParams(**settings.mapping)
         summary = map_species(self.atlas, [a, b], self._model(), params)[0]
         info = {key: value for key, value in asdict(summary).items() if key not in ("path", "seconds")}
         return _Done({"mapping": Path(summary.path)}, info)
