@@ -125,6 +125,8 @@ def index_command(
 
     Safe to re-run: finished embeddings are reused, a killed run resumes where it stopped, and
     re-loading never duplicates vectors.
+
+    Example: orthovec index UP000005640_9606.fasta.gz --species human --weights esm2_t33_650M_UR50D.pt
     """
     from orthovec.indexer.pipeline import IndexConfig
     from orthovec.indexing import index_proteome

@@ -273,6 +273,8 @@ def import_homology_command(
 
     Strategies: all rows; Ensembl one2one only; hc-greedy (greedy one-to-one by orthology
     confidence then % identity); fused (identity and embedding score combined, then greedy).
+
+    Example: orthovec import-homology mart_export.txt --from human --to mouse --format biomart --strategy one2one
     """
     from orthovec.lookup.homology import import_homology
     from orthovec.schemas.tables import MAPPING, write_table
@@ -302,7 +304,10 @@ def import_homology_command(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pairs: str, as_json: bool) -> None:
-    """Precision, recall, F1 and coverage of MAPPING's one-to-one pairs against reference one2one pairs."""
+    """Precision, recall, F1 and coverage of MAPPING's one-to-one pairs against reference one2one pairs.
+
+    Example: orthovec evaluate-mapping ATLAS/mappings/MODEL/human__mouse.parquet --truth mart_export.txt --json
+    """
     from orthovec.lookup.evaluate import evaluate, read_truth
     from orthovec.schemas.tables import MAPPING, read_table
 
