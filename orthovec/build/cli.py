@@ -133,12 +133,26 @@ def _print_report(report: BuildReport) -> None:
     if maps:
         aligned = {o.step.split(":", 1)[1]: o.status for o in report.of_kind("align")}
         pairs = Table(title="pairs")
-        for column in ("pair", "candidates", "RBH", "1:1 greedy", "1:1 optimal", "groups", "alignment", "status"):
-            pairs.add_column(column, justify="left" if column in ("pair", "alignment", "status") else "right")
+        columns = (
+            "pair",
+            "evidence",
+            "candidates",
+            "RBH",
+            "1:1 greedy",
+            "1:1 optimal",
+            "groups",
+            "alignment",
+            "status",
+        )
+        for column in columns:
+            pairs.add_column(
+                column, justify="left" if column in ("pair", "evidence", "alignment", "status") else "right"
+            )
         for outcome in maps:
             pair, info = outcome.step.split(":", 1)[1], outcome.info
             pairs.add_row(
                 pair.replace("__", " → "),
+                str(info.get("evidence", "")),
                 _count(info.get("candidates")),
                 _count(info.get("rbh")),
                 _count(info.get("one2one_greedy")),
