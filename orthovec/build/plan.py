@@ -67,6 +67,10 @@ class BuildOptions:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     qdrant_api_key: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.shard is not None and not (self.shard[1] >= 1 and 0 <= self.shard[0] < self.shard[1]):
+            raise Invalid(f"--shard {self.shard[0]}/{self.shard[1]}: expected I/N with 0 <= I < N (for example 0/4).")
+
 
 @dataclass
 class BuildEvents:
@@ -111,23 +115,27 @@ class BuildReport:
 # --- the plan ---------------------------------------------------------------------------------
 
 
-def plan_steps(manifest: Manifest, options: BuildOptions, weights_digest: str) -> list[Step]:
-    """Every step the manifest implies, each after the steps it reads (a topological order)."""
+def plan_steps(manifest: Manifest, options: BuildOptions, hashes: FileHashes) -> list[Step]:
+    """Every step the manifest implies, each after the steps it reads (a topological order).
+
+    Files the index reads besides the proteome (weights, gene maps) enter its key by content.
+    """
     settings = manifest.atlas
+    weights = hashes.stamp(settings.weights).sha256 if settings.weights else f"hub:{settings.model}"
     steps: list[Step] = []
     for entry in manifest.species:
         steps.append(Step(f"fetch:{entry.name}", "fetch", (entry.name,), (), _fetch_params(entry)))
     for entry in manifest.species:
         params = {
             "model": settings.model,
-            "weights": weights_digest,
+            "weights": weights,
             "layer": settings.layer,
             "pooling": entry.pooling or settings.pooling,
             "precision": settings.precision,
             "long_seqs": settings.long_seqs,
             "taxid": entry.taxid,
             "unresolved": entry.unresolved,
-            "gene_map": str(entry.gene_map) if entry.gene_map else None,
+            "gene_map": hashes.stamp(entry.gene_map).sha256 if entry.gene_map else None,
             "store": settings.qdrant_url or "embedded",
         }
         steps.append(Step(f"index:{entry.name}", "index", (entry.name,), (f"fetch:{entry.name}",), params, True))
@@ -277,12 +285,6 @@ class _StepUnavailable(Exception):
     """The step cannot run in this install (e.g. alignment without MMseqs2); the build goes on."""
 
 
-def weights_identity(manifest: Manifest, hashes: FileHashes) -> str:
-    """The weights as the index key sees them: the checkpoint's content, or the hub model's name."""
-    weights = manifest.atlas.weights
-    return hashes.stamp(weights).sha256 if weights else f"hub:{manifest.atlas.model}"
-
-
 def run_build(
     manifest: Manifest, atlas: Atlas, options: BuildOptions | None = None, events: BuildEvents | None = None
 ) -> BuildReport:
@@ -294,7 +296,7 @@ def run_build(
     state = atlas.build_state()
     hashes = FileHashes(state / "file_hashes.json")
     stamps = Stamps(state, hashes)
-    steps = plan_steps(manifest, options, weights_identity(manifest, hashes))
+    steps = plan_steps(manifest, options, hashes)
     report = BuildReport(str(manifest.path), str(atlas.root), options.dry_run, [])
     with _build_lock(state, options):
         runner = _Runner(manifest, atlas, options, events, stamps, steps)
