@@ -124,7 +124,8 @@ def index_command(
     """Index a proteome FASTA (plain or gzip): genes → ESM-2 vectors → Parquet + Qdrant.
 
     Safe to re-run: finished embeddings are reused, a killed run resumes where it stopped, and
-    re-loading never duplicates vectors.
+    re-loading never duplicates vectors. A run that fails or is killed leaves the species as it
+    was; one that cannot commit (a server holds the atlas, another embedding space) stops at once.
 
     Example: orthovec index UP000005640_9606.fasta.gz --species human --weights esm2_t33_650M_UR50D.pt
     """
@@ -223,7 +224,7 @@ def random_weights_command(out: Path, arch: str, seed: int) -> None:
 
     Example: orthovec random-weights /tmp/esm2_t6_8M_UR50D.pt --arch 8M
     """
-    from orthovec.indexer.random_weights import write_random_checkpoint
+    from orthovec.embedding.random_weights import write_random_checkpoint
 
     path = write_random_checkpoint(out, arch, seed)
     layers, dim, _ = RANDOM_ARCHITECTURES[arch]

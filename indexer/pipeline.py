@@ -33,18 +33,17 @@ from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from orthovec import __version__
+from orthovec.embedding.encoder import Encoder, LongSeqs, Precision
+from orthovec.embedding.model import load_model
 from orthovec.faults import fault_point
-from orthovec.indexer.embed import Encoder, LongSeqs, Precision
 from orthovec.indexer.memory import DEFAULT_SLACK_BYTES, MemoryReleaser
-from orthovec.indexer.model import load_model
 from orthovec.indexer.pool import pool_genes
 from orthovec.indexer.proteome import ReadReport, Unresolved, read_proteome
 from orthovec.indexer.settings import CHUNK_RESIDUES, Pooling
 from orthovec.schemas.atlas import Atlas, check_name
-from orthovec.schemas.errors import Unavailable, UserError
+from orthovec.schemas.errors import Invalid, Unavailable, UserError
 from orthovec.schemas.files import atomic_write_text, check_free_space
 from orthovec.schemas.locks import FileLock
 from orthovec.schemas.space import PROVENANCE_FIELD, EmbeddingSpace
@@ -157,7 +156,10 @@ class EmbeddingCache:
     def cached_hashes(self) -> set[str]:
         hashes: set[str] = set()
         for path in sorted(self.directory.glob("chunk-*.parquet")):
-            hashes.update(pq.read_table(path, columns=["seq_hash"]).column("seq_hash").to_pylist())
+            try:
+                hashes.update(read_table(path, PROTEIN_EMBEDDINGS, ["seq_hash"]).column("seq_hash").to_pylist())
+            except Invalid as error:  # chunks are written atomically, so only the disk or a person breaks one
+                raise Invalid(f"{error} It is a cache chunk: delete it and run again to embed it anew.") from error
         return hashes
 
     def write(self, chunk: Chunk, lengths: list[int], vectors: np.ndarray, provenance: dict[str, object]) -> None:
@@ -181,7 +183,7 @@ class EmbeddingCache:
         matrix: np.ndarray | None = None
         found = np.zeros(len(wanted), dtype=bool)
         for path in sorted(self.directory.glob("chunk-*.parquet")):
-            hashes = pq.read_table(path, columns=["seq_hash"]).column("seq_hash").to_pylist()
+            hashes = read_table(path, PROTEIN_EMBEDDINGS, ["seq_hash"]).column("seq_hash").to_pylist()
             pairs = [(i, row_of[h]) for i, h in enumerate(hashes) if h in row_of and not found[row_of[h]]]
             if not pairs:
                 continue

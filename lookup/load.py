@@ -9,6 +9,7 @@ differs from the others' is refused, naming both, before anything is written.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -136,18 +137,18 @@ class SpeciesState:
 
 def species_states(atlas: Atlas) -> list[SpeciesState]:
     """What each species really is: its tables, its last index run, and its vectors in the embedded store."""
-    import pyarrow.parquet as pq
-
     counts, store_note = _embedded_counts(atlas)
     rows: list[SpeciesState] = []
     for species in atlas.species_names():
         proteins_path = atlas.proteins(species)
-        n_proteins = pq.ParquetFile(proteins_path).metadata.num_rows if proteins_path.is_file() else 0
+        n_proteins = _rows(proteins_path) if proteins_path.is_file() else 0
         report = atlas.read_index_report(species)
         for model in atlas.models_for(species) or [None]:
-            genes = pq.ParquetFile(atlas.genes(species, model)).metadata.num_rows if model else 0
+            genes = _rows(atlas.genes(species, model)) if model else 0
             stored = counts.get(model, {}).get(species, 0) if model and counts is not None else None
             state, note = _state(report, model, genes, stored, store_note)
+            if min(genes, n_proteins) < 0:
+                state, note = "incomplete", "a table is unreadable (damaged?); run `orthovec index` again"
             rows.append(SpeciesState(species, model, genes, n_proteins, stored, state, note))
     return rows
 
@@ -168,6 +169,16 @@ def _state(
     if stored != genes:
         return "store missing", f"the store holds {stored:,} of {genes:,} genes; run `orthovec index` again"
     return "complete", ""
+
+
+def _rows(path: Path) -> int:
+    """Rows of a Parquet table from its footer (cheap), or -1 when it cannot be read."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (pa.ArrowInvalid, OSError):
+        return -1
 
 
 def _embedded_counts(atlas: Atlas) -> tuple[dict[str, dict[str, int]] | None, str]:

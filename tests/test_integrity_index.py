@@ -145,6 +145,9 @@ def test_a_species_whose_vectors_left_the_store_is_shown_as_store_missing(atlas:
     human = _species(atlas)["human"]
     assert (human["state"], human["stored"]) == ("store missing", 0)
     assert "orthovec index" in str(human["note"])
+    Atlas(atlas).genes("human", MODEL).write_bytes(b"damaged")
+    human = _species(atlas)["human"]
+    assert human["state"] == "incomplete" and "unreadable" in str(human["note"])
 
 
 def test_a_second_run_of_the_same_species_is_refused_and_queries_go_on_while_one_embeds(
@@ -170,6 +173,13 @@ def test_a_second_run_of_the_same_species_is_refused_and_queries_go_on_while_one
     config = IndexConfig(fasta=FROG_DEMO, species="xenopus_tropicalis", atlas=Atlas(atlas), weights=tiny_weights)
     assert index_proteome(config, progress=query_while_embedding).complete
     assert answers == [{"human": 150}]
+
+
+def test_a_damaged_cache_chunk_is_named_with_the_fix(atlas: Path, tiny_weights: Path) -> None:
+    chunk = next((atlas / "cache").rglob("chunk-*.parquet"))
+    chunk.write_bytes(b"PAR1 not a chunk any more")
+    result = _cli(*_index_args(atlas, tiny_weights))
+    assert result.exit_code == 2 and chunk.name in result.output and "delete it and run again" in result.output
 
 
 # --- item 5: exactly one shard run assembles ------------------------------------------------------
