@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
 from orthovec.lookup.query import homologs_of_gene
 from orthovec.lookup.store import EdgeStore
 from orthovec.schemas.atlas import Atlas

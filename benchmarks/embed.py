@@ -9,7 +9,7 @@ real architecture written once to benchmarks/out/<model>.pt (speed does not depe
 
 Baseline = fair-esm's scripts/extract.py procedure: `FastaBatchedDataset(...).get_batch_indices(4096,
 extra_toks_per_seq=1)`, the alphabet's batch converter with truncation_seq_length=1022, fp32,
-`model(tokens, repr_layers=[last])`, mean over residues 1..L. orthovec = `orthovec.indexer.embed.Encoder` in
+`model(tokens, repr_layers=[last])`, mean over residues 1..L. orthovec = `orthovec.embedding.encoder.Encoder` in
 truncate mode (the comparable setting) on the same model and sequences; bf16 autocast on CUDA
 (`--precision` overrides: fp32 on CUDA, or bf16 on a CPU with native bf16 instructions).
 Each side runs in its own fresh process (so peak memory is its own), the sides alternate, and the
@@ -33,9 +33,9 @@ from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from orthovec.embedding.architectures import MAX_RESIDUES, PRECISIONS
 from orthovec.embedding.architectures import RANDOM_ARCHITECTURES as ARCHITECTURES
-from orthovec.indexer.embed import Encoder, resolve_precision
-from orthovec.indexer.model import LoadedModel, architecture_name, load_model
-from orthovec.indexer.random_weights import write_random_checkpoint
+from orthovec.embedding.encoder import Encoder, resolve_precision
+from orthovec.embedding.model import LoadedModel, architecture_name, load_model
+from orthovec.embedding.random_weights import write_random_checkpoint
 
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "proteomes" / "human_sprot2014.fasta.gz"
 OUT = Path(__file__).resolve().parent / "out"

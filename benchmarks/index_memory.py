@@ -25,8 +25,8 @@ from pathlib import Path
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from orthovec.embedding.architectures import RANDOM_ARCHITECTURES as ARCHITECTURES
-from orthovec.indexer.model import architecture_name
-from orthovec.indexer.random_weights import write_random_checkpoint
+from orthovec.embedding.model import architecture_name
+from orthovec.embedding.random_weights import write_random_checkpoint
 
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "proteomes" / "human_sprot2014.fasta.gz"
 OUT = Path(__file__).resolve().parent / "out"
@@ -46,8 +46,8 @@ def write_subset(n: int, path: Path) -> int:
 
 def index_once(fasta: Path, weights: Path, slack_bytes: int) -> tuple[float, float, float]:
     """In a fresh process: seconds, RSS after loading (MB), peak RSS (MB)."""
+    from orthovec.embedding.model import load_model
     from orthovec.indexer import memory
-    from orthovec.indexer.model import load_model
     from orthovec.indexer.pipeline import IndexConfig
     from orthovec.indexing import index_proteome
     from orthovec.schemas.atlas import Atlas

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from orthovec.lookup.query import homologs_of_gene
 from orthovec.lookup.store import EdgeStore, embedding_matrix
 from orthovec.schemas.atlas import Atlas

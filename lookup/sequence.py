@@ -42,8 +42,8 @@ def embedder_for_atlas(atlas: Atlas, model: str, weights: Path | None, device: s
 
     `weights` None means the checkpoint the atlas remembers from indexing, else the hub cache.
     """
-    from orthovec.indexer.embed import Encoder
-    from orthovec.indexer.model import load_model
+    from orthovec.embedding.encoder import Encoder
+    from orthovec.embedding.model import load_model
     from orthovec.indexer.proteome import clean_sequence
 
     settings = atlas_embedding_settings(atlas, model)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from orthovec.indexer.model import is_random_checkpoint
+from orthovec.embedding.model import is_random_checkpoint
 from orthovec.indexer.pipeline import IndexConfig
 from orthovec.indexing import index_proteome
 from orthovec.lookup.evaluate import Evaluation, evaluate

@@ -20,7 +20,7 @@ def shared_file(relative: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer ESM-2 in fair-esm's checkpoint layout."""
-    from orthovec.indexer.random_weights import write_random_checkpoint
+    from orthovec.embedding.random_weights import write_random_checkpoint
 
     return write_random_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.pt", "tiny")
 
@@ -28,7 +28,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def weights_8m(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real 8M architecture with random weights (30 MB, written once per session)."""
-    from orthovec.indexer.random_weights import write_random_checkpoint
+    from orthovec.embedding.random_weights import write_random_checkpoint
 
     return write_random_checkpoint(tmp_path_factory.mktemp("weights") / "esm2_t6_8M_UR50D.pt", "8M")
 

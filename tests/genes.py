@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+
 from orthovec.schemas.tables import genes_table
 
 

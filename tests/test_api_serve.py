@@ -135,7 +135,7 @@ def test_sequence_queries_embed_with_the_atlas_weights(demo_atlas: Path, tiny_we
 
 
 def test_weights_other_than_the_atlas_answer_503(demo_atlas: Path, tmp_path: Path) -> None:
-    from orthovec.indexer.random_weights import write_random_checkpoint
+    from orthovec.embedding.random_weights import write_random_checkpoint
 
     other = write_random_checkpoint(tmp_path / "other.pt", "tiny", seed=1)  # same shape, other weights
     atlas = Atlas(demo_atlas)

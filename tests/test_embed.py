@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from orthovec.indexer.embed import Encoder, plan_batches, plan_pieces
-from orthovec.indexer.model import LoadedModel, load_model
-from orthovec.indexer.random_weights import write_random_checkpoint
+from orthovec.embedding.encoder import Encoder, plan_batches, plan_pieces
+from orthovec.embedding.model import LoadedModel, load_model
+from orthovec.embedding.random_weights import write_random_checkpoint
 from orthovec.schemas.errors import UserError
 from tests.conftest import human_sequences
 

@@ -78,7 +78,7 @@ def test_query_by_sequence_embeds_with_the_atlas_weights(demo_atlas: Path, tiny_
 
 
 def test_query_with_other_weights_than_the_atlas_is_refused(demo_atlas: Path, tmp_path: Path) -> None:
-    from orthovec.indexer.random_weights import write_random_checkpoint
+    from orthovec.embedding.random_weights import write_random_checkpoint
 
     other = write_random_checkpoint(tmp_path / "other.pt", "tiny", seed=1)  # same shape, other weights
     result = CliRunner().invoke(

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from orthovec.indexer.memory import MemoryReleaser, resident_bytes
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and trims glibc's heap")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from orthovec.indexer import model as model_module
+from orthovec.embedding import model as model_module
+from orthovec.embedding.model import ESM2_ARCHITECTURES, load_model
+from orthovec.embedding.random_weights import write_random_checkpoint
 from orthovec.indexer.cli import random_weights_command
-from orthovec.indexer.model import ESM2_ARCHITECTURES, load_model
-from orthovec.indexer.random_weights import write_random_checkpoint
 from orthovec.schemas.errors import UserError
 
 

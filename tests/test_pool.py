@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from orthovec.indexer.pool import pool_genes
 from orthovec.schemas.tables import GENES
 

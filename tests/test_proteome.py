@@ -6,9 +6,9 @@ import gzip
 from pathlib import Path
 
 import pytest
+
 from orthovec.indexer.proteome import parse_header, read_proteome
 from orthovec.schemas.errors import UserError
-
 from tests.conftest import shared_file
 
 ENSEMBL = """>ENSP00000269305.4 pep chromosome:GRCh38:17:7661779:7687538:-1 gene:ENSG00000141510.18 \

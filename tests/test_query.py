@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from orthovec.lookup.query import homologs_of_gene, homologs_of_vectors
 from orthovec.lookup.store import GeneStore, open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
-
 from tests.genes import gene_table
 
 MODEL = "esm2_t6_8M_UR50D"

@@ -4,7 +4,7 @@ The forward pass is fair-esm's `ESM2.forward` arithmetic up to the chosen layer 
 token-dropout rescaling by (1 - 0.15 * 0.8), zeroed padding, pre-LayerNorm blocks with rotary
 attention, `emb_layer_norm_after` on the last layer), on the model's own parameters, with what
 embeddings do not need left out: no LM head, no layers past the chosen one, no (tokens, batch, dim)
-transposes, no head-averaged attention weights; see indexer/attention.py for the attention itself.
+transposes, no head-averaged attention weights; see attention.py for the attention itself.
 tests/test_embed.py checks per-protein cosine >= 0.9999 against fair-esm's own forward pass.
 
 Pooling is a weighted sum over token positions: each batch row carries weights that are zero on
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from orthovec.embedding.architectures import MAX_RESIDUES, PRECISIONS, LongSeqs, Precision
-from orthovec.indexer.attention import FusedSelfAttention, rotary_tables
-from orthovec.indexer.model import LoadedModel
+from orthovec.embedding.attention import FusedSelfAttention, rotary_tables
+from orthovec.embedding.model import LoadedModel
 from orthovec.schemas.errors import UserError
 
 Progress = Callable[[int, int], None]

@@ -1,7 +1,7 @@
 """Randomly initialised ESM-2 checkpoints of the real architectures, in fair-esm's file layout.
 
 For tests and benchmarks: speed does not depend on weight values, and the file goes through the
-same loading code (`orthovec.indexer.model.load_model`) that users run with pretrained weights. Embeddings
+same loading code (`orthovec.embedding.model.load_model`) that users run with pretrained weights. Embeddings
 from random weights carry no biology.
 """
 
@@ -14,7 +14,7 @@ import torch
 from esm.model.esm2 import ESM2
 
 from orthovec.embedding.architectures import RANDOM_ARCHITECTURES, architecture_name
-from orthovec.indexer.model import RANDOM_MARKER
+from orthovec.embedding.model import RANDOM_MARKER
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.files import atomic_write
 
