@@ -10,8 +10,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orthovec.embedding.architectures import ESM2_ARCHITECTURES, PRECISIONS, RANDOM_ARCHITECTURES, architecture_name
-from orthovec.indexer.settings import CHUNK_RESIDUES, POOLINGS
+from orthovec.embedding.architectures import (
+    ESM2_ARCHITECTURES,
+    PRECISIONS,
+    RANDOM_ARCHITECTURES,
+    LongSeqs,
+    Precision,
+    architecture_name,
+)
+from orthovec.indexer.settings import CHUNK_RESIDUES, POOLINGS, Pooling, Unresolved
 from orthovec.options import atlas_option, console, qdrant_options
 from orthovec.progress import WorkProgress
 from orthovec.schemas.atlas import Atlas
@@ -106,16 +113,16 @@ def index_command(
     taxid: int | None,
     model: str | None,
     weights: Path | None,
-    pooling: str,
+    pooling: Pooling,  # click's Choice guarantees each of these literals
     atlas: Atlas,
     device: str,
     toks_per_batch: int,
-    precision: str,
-    long_seqs: str,
+    precision: Precision,
+    long_seqs: LongSeqs,
     layer: int | None,
     shard: tuple[int, int] | None,
     gene_map: Path | None,
-    unresolved: str,
+    unresolved: Unresolved,
     chunk_residues: int,
     qdrant_url: str | None,
     qdrant_api_key: str | None,

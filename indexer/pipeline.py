@@ -40,8 +40,8 @@ from orthovec.embedding.model import load_model
 from orthovec.faults import fault_point
 from orthovec.indexer.memory import DEFAULT_SLACK_BYTES, MemoryReleaser
 from orthovec.indexer.pool import pool_genes
-from orthovec.indexer.proteome import ReadReport, Unresolved, read_proteome
-from orthovec.indexer.settings import CHUNK_RESIDUES, Pooling
+from orthovec.indexer.proteome import ReadReport, read_proteome
+from orthovec.indexer.settings import CHUNK_RESIDUES, Pooling, Unresolved
 from orthovec.schemas.atlas import Atlas, check_name
 from orthovec.schemas.errors import Invalid, Unavailable, UserError
 from orthovec.schemas.files import atomic_write_text, check_free_space

@@ -14,12 +14,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import esm
 import pyarrow as pa
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
+from orthovec.indexer.settings import Unresolved
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.files import open_text
 from orthovec.schemas.tables import PROTEINS
@@ -27,7 +27,6 @@ from orthovec.schemas.tables import PROTEINS
 #: Residue letters ESM-2 has tokens for (20 standard + X B U Z O), from fair-esm's own alphabet.
 ESM_RESIDUES = frozenset(t for t in esm.data.Alphabet.from_architecture("ESM-1b").standard_toks if t.isalpha())
 
-Unresolved = Literal["report", "self"]
 #: What `open_text` puts where a file has bytes that are not UTF-8.
 UNDECODABLE = "\ufffd"
 EXAMPLES_PER_REASON = 5

@@ -166,7 +166,8 @@ def read_mapping(
     from orthovec.schemas.tables import MAPPING, read_table
 
     if species_a is None:
-        return read_table(Path(atlas_or_path), MAPPING)
+        path = atlas_or_path.root if isinstance(atlas_or_path, Atlas) else Path(atlas_or_path)
+        return read_table(path, MAPPING)
     if species_b is None:
         from orthovec.schemas.errors import Invalid
 
