@@ -19,7 +19,7 @@ from orthovec.embedding.architectures import (
     architecture_name,
 )
 from orthovec.indexer.settings import CHUNK_RESIDUES, POOLINGS, Pooling, Unresolved
-from orthovec.options import atlas_option, console, qdrant_options
+from orthovec.options import atlas_option, console, emit_rows, output_format, qdrant_options
 from orthovec.progress import WorkProgress
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
@@ -106,7 +106,7 @@ def _embedding_progress(log_console: Console) -> Iterator[ProgressFactory]:
     help="Residues per cached chunk: the most work a killed run can lose.",
 )
 @qdrant_options()
-@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+@output_format("table", "json", deprecated_json=True)
 def index_command(
     fasta: Path,
     species: str,
@@ -126,7 +126,7 @@ def index_command(
     chunk_residues: int,
     qdrant_url: str | None,
     qdrant_api_key: str | None,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Index a proteome FASTA (plain or gzip): genes → ESM-2 vectors → Parquet + Qdrant.
 
@@ -162,7 +162,7 @@ def index_command(
         result = index_proteome(
             config, progress=start, log=log_console.print, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key
         )
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
     if result.assembled_by:
@@ -183,7 +183,7 @@ def index_command(
 
 @click.command("species")
 @atlas_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_format("table", "tsv", "json")
 def species_command(atlas: Atlas, fmt: str) -> None:
     """List the species an atlas holds and their state: complete, incomplete, or store missing.
 
@@ -196,8 +196,8 @@ def species_command(atlas: Atlas, fmt: str) -> None:
     from orthovec.lookup.load import species_states
 
     rows = [row.to_dict() for row in species_states(atlas)]
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
+    if fmt != "table":
+        emit_rows(rows, fmt)
         return
     if not rows:
         click.echo(f"The atlas {atlas.root} holds no species yet.")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from orthovec.lookup.settings import STRATEGIES
-from orthovec.options import atlas_option, console, qdrant_options
+from orthovec.options import atlas_option, console, emit_rows, output_format, qdrant_options
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 
@@ -151,6 +151,7 @@ def query_command(
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (two species only).")
 @atlas_option
+@output_format("table", "tsv", "json")
 def map_command(
     species: tuple[str, ...],
     model: str | None,
@@ -162,6 +163,7 @@ def map_command(
     max_evalue: float,
     out: Path | None,
     atlas: Atlas,
+    fmt: str,
 ) -> None:
     """Precompute mapping tables between species A B [C ...] (every pair) from the atlas.
 
@@ -172,8 +174,6 @@ def map_command(
     ATLAS/mappings/MODEL/A__B.parquet (mmseqs2/ for alignment only; a groups table with three or
     more species). Example: `orthovec align human mouse && orthovec map human mouse --evidence fused`.
     """
-    from rich.table import Table
-
     from orthovec.lookup.mapping import MappingParams, map_species
 
     params = MappingParams(
@@ -184,34 +184,23 @@ def map_command(
         max_evalue=max_evalue,
         evidence=evidence,  # type: ignore[arg-type]
     )
-    table = Table(title="mappings")
-    for column in (
-        "pair",
-        "evidence",
-        "genes",
-        "candidates",
-        "RBH",
-        "1:1 greedy",
-        "1:1 optimal",
-        "groups",
-        "seconds",
-        "file",
-    ):
-        table.add_column(column)
-    for s in map_species(atlas, list(species), model, params, out):
-        table.add_row(
-            f"{s.species_a} → {s.species_b}",
-            s.evidence,
-            f"{s.genes_a:,} × {s.genes_b:,}",
-            f"{s.candidates:,}",
-            f"{s.rbh:,}",
-            f"{s.one2one_greedy:,}",
-            f"{s.one2one_optimal:,}",
-            f"{s.groups:,}",
-            f"{s.seconds:.2f}",
-            s.path,
-        )
-    console().print(table)
+    rows = [
+        {
+            "pair": f"{s.species_a} → {s.species_b}" if fmt == "table" else f"{s.species_a}__{s.species_b}",
+            "evidence": s.evidence,
+            "genes_a": s.genes_a,
+            "genes_b": s.genes_b,
+            "candidates": s.candidates,
+            "rbh": s.rbh,
+            "one2one_greedy": s.one2one_greedy,
+            "one2one_optimal": s.one2one_optimal,
+            "groups": s.groups,
+            "seconds": round(s.seconds, 2),
+            "file": s.path,
+        }
+        for s in map_species(atlas, list(species), model, params, out)
+    ]
+    emit_rows(rows, fmt, title="mappings")
 
 
 @click.command("align")
@@ -302,11 +291,11 @@ def import_homology_command(
     show_default=True,
     help="Which pairs of MAPPING are its one-to-one calls [auto: greedy for orthovec maps, else one2one].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pairs: str, as_json: bool) -> None:
+@output_format("table", "tsv", "json", deprecated_json=True)
+def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pairs: str, fmt: str) -> None:
     """Precision, recall, F1 and coverage of MAPPING's one-to-one pairs against reference one2one pairs.
 
-    Example: orthovec evaluate-mapping ATLAS/mappings/MODEL/human__mouse.parquet --truth mart_export.txt --json
+    Example: orthovec evaluate-mapping ATLAS/mappings/MODEL/human__mouse.parquet --truth mart_export.txt --format json
     """
     from orthovec.lookup.evaluate import evaluate, read_truth
     from orthovec.schemas.tables import MAPPING, read_table
@@ -314,8 +303,11 @@ def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pair
     table = read_table(mapping, MAPPING)
     species_a, species_b = table.column("species_a")[0].as_py(), table.column("species_b")[0].as_py()
     result = evaluate(table, read_truth(truth, truth_format, species_a, species_b), pairs)  # type: ignore[arg-type]
-    if as_json:
+    if fmt == "json":  # one object, as `--json` always printed
         click.echo(json.dumps(result.to_dict()))
+        return
+    if fmt == "tsv":
+        emit_rows([result.to_dict()], fmt)
         return
     r = result
     click.echo(f"precision {r.precision:.4f} ({r.n_correct:,} of {r.n_evaluable:,} pairs whose {species_a} gene")

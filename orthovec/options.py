@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,3 +65,65 @@ def qdrant_options(*, required: bool = False, deprecated_api_key: str | None = N
         return url(key(command))
 
     return decorate
+
+
+def output_format(*choices: str, deprecated_json: bool = False) -> Callable[[F], F]:
+    """--format CHOICE, the one output convention of every command: `table` for people (the
+    default), `tsv` or `json` for programs. The command receives `fmt`.
+
+    `deprecated_json` keeps an older `--json` flag working as `--format json`, marked deprecated.
+    """
+    fmt_option = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output: table for people; tsv or json for programs.",
+    )
+    if not deprecated_json:
+        return fmt_option
+    json_flag = click.option("--json", "as_json", is_flag=True, help="Deprecated spelling of --format json.")
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def run(*args: Any, as_json: bool, **kwargs: Any) -> Any:
+            if as_json:
+                kwargs["fmt"] = "json"
+            return command(*args, **kwargs)
+
+        return fmt_option(json_flag(run))  # type: ignore[return-value]  # wraps keeps the signature F
+
+    return decorate
+
+
+def emit_rows(rows: Sequence[Mapping[str, Any]], fmt: str, *, title: str | None = None) -> None:
+    """Rows of one kind as a table (numbers right-aligned, thousands separated), TSV or a JSON list."""
+    if fmt == "json":
+        click.echo(json.dumps(list(rows), indent=2, default=str))
+        return
+    columns = list(rows[0]) if rows else []
+    if fmt == "tsv":
+        click.echo("\t".join(columns))
+        for row in rows:
+            click.echo("\t".join("" if row[c] is None else str(row[c]) for c in columns))
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    numeric = {c for c in columns if rows and all(isinstance(r[c], int | float) for r in rows)}
+    for column in columns:
+        table.add_column(column, justify="right" if column in numeric else "left")
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    console().print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

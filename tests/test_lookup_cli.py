@@ -145,3 +145,17 @@ def test_sequence_queries_find_the_weights_the_atlas_was_indexed_with(demo_atlas
     )
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.output)) == 10
+
+
+def test_machine_readable_output_is_one_format_option_everywhere(demo_atlas: Path) -> None:
+    """--format tsv|json on listing commands; the older --json flag still means --format json."""
+    tsv = CliRunner().invoke(main, ["species", "--atlas", str(demo_atlas), "--format", "tsv"])
+    assert tsv.exit_code == 0, tsv.output
+    header, *rows = tsv.output.strip().splitlines()
+    assert header.split("\t")[:3] == ["species", "model", "genes"] and len(rows) == 2
+    mapping = next((demo_atlas / "mappings").glob("*/human__xenopus_tropicalis.parquet"))
+    truth = EXAMPLES / "demo_orthologs.tsv"
+    base = ["evaluate-mapping", str(mapping), "--truth", str(truth), "--truth-format", "pairs"]
+    new, old = (CliRunner().invoke(main, [*base, *flag]) for flag in (["--format", "json"], ["--json"]))
+    assert new.exit_code == 0, new.output
+    assert json.loads(new.output) == json.loads(old.output) and "precision" in json.loads(new.output)
