@@ -8,6 +8,8 @@ to `GeneStore` only, which is what makes "embedded or server" a matter of passin
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -25,7 +27,7 @@ import pyarrow as pa
 from orthovec.faults import fault_point
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, NotFound, Unavailable, UserError
-from orthovec.schemas.files import check_free_space, process_alive
+from orthovec.schemas.files import check_free_space, disk_error, process_alive
 from orthovec.schemas.locks import FileLock
 from orthovec.schemas.space import PAYLOAD_FIELD
 
@@ -337,16 +339,28 @@ class EdgeStore:
         vectors = embedding_matrix(genes)
         shard = self._shard(model, dim=vectors.shape[1])
         batch: list[Any] = []
-        for row, (pid, payload) in enumerate(_payloads(model, genes, space)):
-            batch.append(qe.Point(pid, vectors[row].tolist(), payload))
-            if len(batch) == batch_size:
+        with self._disk_errors(model):
+            for row, (pid, payload) in enumerate(_payloads(model, genes, space)):
+                batch.append(qe.Point(pid, vectors[row].tolist(), payload))
+                if len(batch) == batch_size:
+                    shard.update(qe.UpdateOperation.upsert_points(batch))
+                    batch = []
+            if batch:
                 shard.update(qe.UpdateOperation.upsert_points(batch))
-                batch = []
-        if batch:
-            shard.update(qe.UpdateOperation.upsert_points(batch))
-        shard.flush()
+            shard.flush()
         self._counts.pop(model, None)
         return genes.num_rows
+
+    @contextlib.contextmanager
+    def _disk_errors(self, model: str) -> Iterator[None]:
+        """The engine reports a full or read-only disk as a bare Exception; say it as `disk_error` does."""
+        try:
+            yield
+        except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
+            code = errno.ENOSPC if "os error 28" in str(err) else errno.EROFS if "os error 30" in str(err) else 0
+            if not code:
+                raise
+            raise (disk_error(OSError(code, os.strerror(code)), self.atlas.qdrant(model)) or err) from err
 
     def remove_missing(self, model: str, species: str, keep_gene_ids: Iterable[str]) -> int:
         import qdrant_edge as qe
@@ -355,8 +369,9 @@ class EdgeStore:
         stale: list[int | uuid.UUID | str] = [p for p in self._species_point_ids(model, species) if p not in keep]
         if stale:
             shard = self._shard(model)
-            shard.update(qe.UpdateOperation.delete_points(stale))
-            shard.flush()
+            with self._disk_errors(model):
+                shard.update(qe.UpdateOperation.delete_points(stale))
+                shard.flush()
             self._counts.pop(model, None)
         return len(stale)
 
@@ -406,7 +421,8 @@ class EdgeStore:
 
     def optimize(self, model: str) -> None:
         """Build HNSW and merge segments now, so the first queries after a load are fast."""
-        self._shard(model).optimize()
+        with self._disk_errors(model):
+            self._shard(model).optimize()
 
     def find_genes(self, model: str, species: str, key: str) -> list[StoredGene]:
         import qdrant_edge as qe

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orthovec.lookup.store import GeneStore, open_store, point_id
+from orthovec.lookup.store import EdgeStore, GeneStore, open_store, point_id
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.locks import FileLock
@@ -124,3 +124,24 @@ def test_an_empty_store_says_what_to_do(tmp_path: Path) -> None:
     store = open_store(Atlas(tmp_path / "atlas"))
     with pytest.raises(UserError, match="orthovec index"):
         store.species_counts(MODEL)
+
+
+def test_a_full_disk_inside_the_engine_is_one_message(tmp_path: Path) -> None:
+    store = EdgeStore(Atlas(tmp_path / "atlas"))
+    store.upsert_genes(MODEL, gene_table("human", _vectors(3), ["A", "B", "C"]))
+
+    class FullDisk:  # the real shard, whose writes now fail as Edge reports ENOSPC
+        def __init__(self, shard: object) -> None:
+            self.shard = shard
+
+        def update(self, operation: object) -> None:
+            raise Exception("Service runtime error: failed to write segment: No space left on device (os error 28)")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.shard, name)
+
+    store._shards[MODEL] = FullDisk(store._shards[MODEL])
+    with pytest.raises(UserError, match="the disk is full"):
+        store.upsert_genes(MODEL, gene_table("human", _vectors(3), ["A", "B", "D"]))
+    store._shards[MODEL] = store._shards[MODEL].shard
+    store.close()
