@@ -654,14 +654,16 @@ class ServerStore:
 
     def _facet(self, model: str, key: str, condition: Any = None) -> dict[str, int]:
         from qdrant_client import models as qm
+        from qdrant_client.http.exceptions import UnexpectedResponse
 
         name = self._require_collection(model)
         query_filter = qm.Filter(must=[condition]) if condition is not None else None
         try:
             facets = self.client.facet(name, key=key, facet_filter=query_filter, limit=10_000, exact=True)
             return {str(hit.value): int(hit.count) for hit in facets.hits}
-        except (NotImplementedError, ValueError):
-            # qdrant-client's local mode has no facet endpoint; count by scrolling instead.
+        except (NotImplementedError, ValueError, UnexpectedResponse):
+            # qdrant-client's local mode has no facet endpoint, and a server collection made before
+            # the `space` index existed cannot facet on it; count by scrolling instead.
             counts: dict[str, int] = {}
             offset = None
             while True:
