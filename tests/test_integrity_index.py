@@ -208,14 +208,16 @@ def test_of_the_shard_runs_that_find_every_chunk_exactly_one_assembles(tmp_path:
     assert _species(root)["human"]["state"] == "complete"
 
 
-def test_concurrent_shard_runs_all_exit_0_and_one_assembles(atlas: Path, tiny_weights: Path, fewer_genes: Path) -> None:
+def test_concurrent_shard_runs_both_exit_0_and_one_assembles(
+    atlas: Path, tiny_weights: Path, fewer_genes: Path
+) -> None:
     # Every chunk of the 100-gene input is cached already, so all runs race straight to assembly.
     command = [sys.executable, "-m", "orthovec.cli", *_index_args(atlas, tiny_weights, fasta=fewer_genes), "--shard"]
-    runs = [subprocess.Popen([*command, f"{i}/3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(3)]
+    runs = [subprocess.Popen([*command, f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
     outputs = [run.communicate(timeout=120)[0].decode() for run in runs]
-    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    assert [run.returncode for run in runs] == [0, 0], outputs
     assert sum("genes from" in output for output in outputs) == 1, outputs  # the one that assembled
-    assert sum("assembles the species" in output for output in outputs) == 2, outputs
+    assert sum("assembles the species" in output for output in outputs) == 1, outputs
     human = _species(atlas)["human"]
     assert (human["state"], human["genes"], human["stored"]) == ("complete", 100, 100)
 
