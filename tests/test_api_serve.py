@@ -17,10 +17,8 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from orthovec.cli import main
 from orthovec.lookup import serve
 from orthovec.lookup.api import create_app
 from orthovec.lookup.store import open_store
@@ -102,14 +100,6 @@ def test_serve_refuses_an_empty_atlas_and_an_unset_key_variable(tmp_path: Path, 
 
 
 # --- sequence queries with the real embedder (--weights) ----------------------------------------
-
-
-@pytest.fixture(scope="module")
-def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Path:
-    atlas = tmp_path_factory.mktemp("demo") / "atlas"
-    result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
-    assert result.exit_code == 0, result.output
-    return atlas
 
 
 def test_sequence_queries_embed_with_the_atlas_weights(demo_atlas: Path, tiny_weights: Path) -> None:
