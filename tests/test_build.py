@@ -4,6 +4,7 @@ finished one reruns as a no-op; a changed source redoes only what depends on it.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, read_table
 from tests.conftest import shared_file
+from tests.test_fetch import Reply, Server, server  # noqa: F401 (the local HTTP server fixture)
 
 SPECIES = {"human": "human", "mouse": "mouse", "xenopus": "xenopus_tropicalis"}
 RECORDS = 20
@@ -220,3 +222,26 @@ def test_shard_plan_fetches_and_embeds_only(tmp_path: Path, tiny_weights: Path, 
     manifest = _manifest(tmp_path, tiny_weights, sources)
     plan = _build(manifest, tmp_path / "atlas", dry_run=True, shard=(0, 4))
     assert {outcome.kind for outcome in plan.outcomes} == {"fetch", "index"}
+
+
+def test_url_source_is_fetched_once_with_its_provenance_and_refreshed_on_request(
+    tmp_path: Path,
+    tiny_weights: Path,
+    sources: Path,
+    server: Server,  # noqa: F811 (the fixture imported from test_fetch)
+) -> None:
+    body = gzip.compress((sources / "mouse.fa").read_bytes(), mtime=0)
+    server.routes["/mouse.fa.gz"] = [Reply("ok", body)]
+    manifest = tmp_path / "atlas.toml"
+    manifest.write_text(
+        f'[atlas]\nweights = "{tiny_weights}"\n[[species]]\nname = "mouse"\nsource = "{server.url}/mouse.fa.gz"\n'
+    )
+    atlas = tmp_path / "atlas"
+    assert _status(_build(manifest, atlas))["fetch:mouse"] == "ran"
+    record = json.loads(Atlas(atlas).source_record("mouse").read_text())
+    assert record["url"] == f"{server.url}/mouse.fa.gz" and record["n_records"] == RECORDS and record["fetched_at"]
+
+    assert _build(manifest, atlas).nothing_to_do and len(server.requests) == 1  # no second download
+    refreshed = _status(_build(manifest, atlas, refresh_sources=True))
+    assert refreshed["fetch:mouse"] == "ran" and refreshed["index:mouse"] == "up to date"  # same content
+    assert len(server.requests) == 2
