@@ -516,8 +516,14 @@ def _check_species(atlas: Atlas, species: Sequence[str]) -> None:
 
 def _vectors_model(atlas: Atlas, species: Sequence[str], model: str | None, evidence: Evidence) -> str | None:
     """The embedding model to use, or None when the mapping needs (or, for auto, has) no vectors."""
-    if evidence == "alignment" or (evidence == "auto" and not model and not all(atlas.models_for(s) for s in species)):
+    without = [name for name in species if not atlas.models_for(name)]
+    if evidence == "alignment" or (evidence == "auto" and not model and without):
         return None
+    if without:
+        raise NotFound(
+            f"--evidence {evidence} needs gene vectors, and {', '.join(without)} has none: index each species with "
+            "one model (`orthovec index FASTA --species NAME --model M`), or use --evidence alignment."
+        )
     return choose_mapping_model(atlas, species, model)
 
 

@@ -1,0 +1,263 @@
+"""Alignment evidence on real proteomes: speed of `orthovec align` and mapping quality against references.
+
+    nice -n 10 python benchmarks/align_quality.py --atlas /tmp/align-atlas [--threads 2] [--skip-speed]
+
+The atlas holds `human`, `mouse` and `xenopus_tropicalis` from ../shared/data/proteomes/ (indexed
+with `orthovec index ... --weights TINY.pt`, or, with `--proteins-only`, just their proteins so
+only alignment evidence is measured). Keep it outside git.
+
+Speed: `orthovec align human mouse` (its own process; wall time, peak RSS of the process tree
+from GNU time, and the share of each MMseqs2 step from its progress lines) beside MMseqs2's
+default `easy-search` run both ways on the same FASTA files, in the same run.
+
+Quality, on the genes present in both proteome files (case-insensitive symbols):
+- human × mouse against Ensembl one2one (`orthologs/human_mouse_ensembl_biomart.csv.gz`);
+- human × X. tropicalis against DIOPT pairs with at least 5 of 7 tools (Entrez gene IDs);
+each as precision / recall / F1 of RBH, greedy and optimal one-to-one for alignment-only,
+embedding-only and fused maps (the embedding uses the atlas's random-weight model: it measures
+the plumbing, no biology), with the published ESM-2 15B one-to-one table on the same genes. The
+many-to-many homology graph is scored against every Ensembl ortholog pair (all homology types).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from orthovec.lookup.evaluate import Evaluation
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PROTEOMES = {
+    "human": "human_sprot2014",
+    "mouse": "mouse_sprot2014",
+    "xenopus_tropicalis": "xenopus_tropicalis_sprot2014",
+}
+
+
+def proteome(species: str) -> Path:
+    return DATA / "proteomes" / f"{PROTEOMES[species]}.fasta.gz"
+
+
+def ensure_proteins(atlas_root: Path) -> None:
+    """Write PROTEINS tables for species the atlas lacks (alignment needs nothing else)."""
+    from orthovec.indexer.proteome import read_proteome
+    from orthovec.schemas.atlas import Atlas
+    from orthovec.schemas.tables import PROTEINS, write_table
+
+    atlas = Atlas(atlas_root)
+    for species in PROTEOMES:
+        if not atlas.proteins(species).is_file():
+            proteins, _ = read_proteome(proteome(species), species)
+            write_table(proteins, atlas.proteins(species), PROTEINS, {"source": str(proteome(species))})
+
+
+def timed(command: list[str], label: str) -> tuple[float, float, list[tuple[float, str]]]:
+    """(wall seconds, peak RSS GB of the process tree's largest process, timestamped stderr lines)."""
+    with tempfile.NamedTemporaryFile(suffix=".time") as report:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            ["/usr/bin/time", "-f", "%M", "-o", report.name, *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        lines = [(time.perf_counter() - started, line.rstrip()) for line in process.stderr]
+        if process.wait() != 0:
+            sys.exit(f"{label} failed:\n" + "\n".join(line for _, line in lines[-20:]))
+        wall = time.perf_counter() - started
+        peak_kb = float(Path(report.name).read_text().strip().splitlines()[-1])
+    return wall, peak_kb / 2**20, lines
+
+
+def speed(atlas_root: Path, threads: int) -> None:
+    from orthovec.lookup.align import mmseqs_binary
+    from orthovec.schemas.atlas import Atlas
+
+    target = Atlas(atlas_root).alignment("human", "mouse")
+    target.unlink(missing_ok=True)  # measure a full run, not the reuse path
+    orthovec = [sys.executable, "-m", "orthovec.cli", "align", "human", "mouse", "--atlas", str(atlas_root)]
+    wall, peak, lines = timed([*orthovec, "--threads", str(threads)], "orthovec align")
+    steps: dict[str, float] = {}
+    marks = [(t, line) for t, line in lines if line.startswith("[")] + [(wall, "end")]
+    for (t0, line), (t1, _) in itertools.pairwise(marks):
+        kind = (
+            "candidates (prefilter)"
+            if "candidates" in line
+            else "exact scoring (align)"
+            if "Smith" in line
+            else ("self-scores" if "self-scores" in line else "databases")
+        )
+        steps[kind] = steps.get(kind, 0.0) + t1 - t0
+    steps["reduce to genes + write"] = wall - marks[0][0] - sum(steps.values())
+    with tempfile.TemporaryDirectory(dir=atlas_root) as scratch:
+        binary = str(mmseqs_binary())
+        baseline_wall, baseline_peak = 0.0, 0.0
+        for query, target_species in (("human", "mouse"), ("mouse", "human")):
+            w, p, _ = timed(
+                [
+                    binary,
+                    "easy-search",
+                    str(proteome(query)),
+                    str(proteome(target_species)),
+                    f"{scratch}/{query}.m8",
+                    f"{scratch}/tmp",
+                    "--threads",
+                    str(threads),
+                    "-v",
+                    "1",
+                ],
+                "easy-search",
+            )
+            baseline_wall, baseline_peak = baseline_wall + w, max(baseline_peak, p)
+    print(f"\n### Speed: human × mouse, both directions, {threads} threads\n")
+    print("| run | wall s | peak RSS GB |\n|---|---|---|")
+    print(f"| `orthovec align human mouse` | {wall:.1f} | {peak:.2f} |")
+    print(f"| MMseqs2 `easy-search` ×2 (default settings) | {baseline_wall:.1f} | {baseline_peak:.2f} |")
+    print(f"\nratio orthovec / easy-search: {wall / baseline_wall:.2f}")
+    print("share of `orthovec align` time: " + ", ".join(f"{k} {v / wall:.0%}" for k, v in steps.items()))
+
+
+def symbols_of(atlas_root: Path, species: str) -> set[str]:
+    from orthovec.schemas.atlas import Atlas
+
+    frame = pl.read_parquet(Atlas(atlas_root).proteins(species), columns=["gene_symbol"])
+    return set(frame["gene_symbol"].drop_nulls().str.to_uppercase().to_list())
+
+
+def ensembl_truth(atlas_root: Path) -> pl.DataFrame:
+    """All Ensembl human → mouse ortholog rows whose two genes (by symbol) are in the proteome files."""
+    from orthovec.lookup.homology import import_biomart
+
+    truth = pl.from_arrow(import_biomart(DATA / "orthologs" / "human_mouse_ensembl_biomart.csv.gz", "human", "mouse"))
+    assert isinstance(truth, pl.DataFrame)
+    human, mouse = symbols_of(atlas_root, "human"), symbols_of(atlas_root, "mouse")
+    return truth.filter(
+        pl.col("gene_symbol_a").str.to_uppercase().is_in(human)
+        & pl.col("gene_symbol_b").str.to_uppercase().is_in(mouse)
+    )
+
+
+def diopt_truth(atlas_root: Path) -> pl.DataFrame:
+    """DIOPT human–frog pairs with ≥ 5 of 7 tools, both genes in the files (Entrez IDs = gene_id)."""
+    from orthovec.lookup.homology import import_pairs
+    from orthovec.schemas.atlas import Atlas
+
+    atlas = Atlas(atlas_root)
+    ids = {s: set(pl.read_parquet(atlas.proteins(s), columns=["gene_id"])["gene_id"].to_list()) for s in PROTEOMES}
+    with gzip.open(DATA / "orthologs" / "human_xtropicalis_diopt_7tools.tsv.gz", "rt") as handle:
+        diopt = pl.read_csv(handle, separator="\t", infer_schema_length=0)
+    kept = diopt.filter(
+        (pl.col("TOTAL").cast(pl.Int32) >= 5)
+        & pl.col("HSAP").is_in(ids["human"])
+        & pl.col("XTROP").is_in(ids["xenopus_tropicalis"])
+    ).select("HSAP", "XTROP")
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as pairs:
+        kept.write_csv(pairs.name, separator="\t")
+    truth = pl.from_arrow(import_pairs(Path(pairs.name), "human", "xenopus_tropicalis"))
+    Path(pairs.name).unlink()
+    assert isinstance(truth, pl.DataFrame)
+    return truth
+
+
+def quality(atlas_root: Path, species_b: str, truth: pl.DataFrame, reference_15b: bool) -> None:
+    from orthovec.lookup.evaluate import evaluate
+    from orthovec.lookup.mapping import MappingParams, map_species
+    from orthovec.schemas.atlas import Atlas
+
+    atlas = Atlas(atlas_root)
+    truth_arrow = truth.to_arrow()
+    one2one = truth.filter(pl.col("relation") == "one2one").height
+    print(f"\n### human × {species_b}: {one2one:,} reference one-to-one pairs with both genes in the files\n")
+    print("| evidence | pairs | precision | recall | F1 | called |\n|---|---|---|---|---|---|")
+    has_vectors = bool(atlas.models_for("human")) and bool(atlas.models_for(species_b))
+    sources = ["alignment", "embedding", "fused"] if has_vectors else ["alignment"]
+    graphs: dict[str, pl.DataFrame] = {}
+    for evidence in sources:
+        started = time.perf_counter()
+        summary = map_species(atlas, ["human", species_b], params=MappingParams(evidence=evidence))[0]  # type: ignore[arg-type]
+        seconds = time.perf_counter() - started
+        table = pl.read_parquet(summary.path)
+        graphs[evidence] = table
+        for choice in ("rbh", "greedy", "optimal"):
+            print_row(f"{evidence} ({seconds:.1f} s)", choice, evaluate(table.to_arrow(), truth_arrow, choice))
+    if reference_15b:
+        published = pl.read_csv(DATA / "reference" / "seed_human_mouse_LM_O2O_esm2_15B.csv.gz").select(
+            pl.col("Human gene name").alias("gene_symbol_a"), pl.col("Mouse gene name").alias("gene_symbol_b")
+        )
+        published = published.with_columns(
+            species_a=pl.lit("human"),
+            gene_id_a=pl.col("gene_symbol_a"),
+            species_b=pl.lit("mouse"),
+            gene_id_b=pl.col("gene_symbol_b"),
+            relation=pl.lit("one2one"),
+        )
+        print_row("published ESM-2 15B (Pearson)", "greedy", evaluate(published.to_arrow(), truth_arrow, "relation"))
+    if species_b == "mouse":
+        homology_graph_scores(graphs, truth)
+
+
+def print_row(label: str, choice: str, r: Evaluation) -> None:
+    print(f"| {label} | {choice} | {r.precision:.4f} | {r.recall:.4f} | {r.f1:.4f} | {r.n_pairs:,} |")
+
+
+def homology_graph_scores(graphs: dict[str, pl.DataFrame], truth: pl.DataFrame) -> None:
+    """Edges of each map's homology graph against every Ensembl ortholog pair, by symbol."""
+    print("\nHomology graph (relation not null) against all Ensembl ortholog pairs (one2one, one2many, many2many):\n")
+    print("| evidence | graph edges | precision | recall | Ensembl one2one called one2one |\n|---|---|---|---|---|")
+
+    def keyed(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(
+            pl.col("gene_symbol_a").str.to_uppercase().alias("a"),
+            pl.col("gene_symbol_b").str.to_uppercase().alias("b"),
+            "relation",
+        ).unique(["a", "b"])
+
+    reference = keyed(truth)
+    genes_a = set(reference["a"].to_list())
+    for evidence, table in graphs.items():
+        graph = keyed(table.filter(pl.col("relation").is_not_null()))
+        evaluable = graph.filter(pl.col("a").is_in(genes_a))
+        hits = evaluable.join(reference, on=["a", "b"], how="inner", suffix="_ref")
+        precision = hits.height / max(evaluable.height, 1)
+        recall = hits.height / max(reference.height, 1)
+        o2o = hits.filter((pl.col("relation_ref") == "one2one") & (pl.col("relation") == "one2one")).height
+        total_o2o = reference.filter(pl.col("relation") == "one2one").height
+        print(f"| {evidence} | {graph.height:,} | {precision:.4f} | {recall:.4f} | {o2o / max(total_o2o, 1):.4f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--atlas", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--proteins-only", action="store_true", help="Write missing PROTEINS tables first.")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+    if args.proteins_only:
+        ensure_proteins(args.atlas)
+    if not args.skip_speed:
+        speed(args.atlas, args.threads)
+    if args.skip_quality:
+        return
+    from orthovec.lookup.align import align_species
+    from orthovec.schemas.atlas import Atlas
+
+    for species_b in ("mouse", "xenopus_tropicalis"):
+        align_species(Atlas(args.atlas), "human", species_b, threads=args.threads)
+    quality(args.atlas, "mouse", ensembl_truth(args.atlas), reference_15b=True)
+    quality(args.atlas, "xenopus_tropicalis", diopt_truth(args.atlas), reference_15b=False)
+
+
+if __name__ == "__main__":
+    main()
