@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from orthovec.indexer.cli import _parse_shard
-from orthovec.options import atlas_option, console
+from orthovec.options import atlas_option, console, qdrant_options
 from orthovec.schemas.atlas import Atlas
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 )
 @click.option("--shard", callback=_parse_shard, metavar="I/N", help="Array task I of N: fetch and embed only.")
 @click.option("--refresh-sources", is_flag=True, help="Download remote sources again; unchanged ones redo nothing.")
+@qdrant_options()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def build_command(
     manifest: Path,
@@ -44,9 +46,11 @@ def build_command(
     jobs: int,
     shard: tuple[int, int] | None,
     refresh_sources: bool,
+    qdrant_url: str | None,
+    qdrant_api_key: str | None,
     fmt: str,
 ) -> None:
-    """Build (or bring up to date) a whole atlas from MANIFEST: fetch → index → align → map → groups → load.
+    """Build (or bring up to date) a whole atlas from MANIFEST: fetch → index (+ store) → align → map → groups.
 
     Every step whose inputs and settings are unchanged since it last ran is skipped, so a killed
     build resumes where it stopped and a finished one reruns as a no-op; a changed source redoes only
@@ -60,13 +64,15 @@ def build_command(
     from orthovec.build.plan import BuildEvents, BuildOptions, run_build
 
     loaded = load_manifest(manifest)
+    if qdrant_url:  # the command line (or its environment variable) wins over the manifest's qdrant_url
+        loaded = dataclasses.replace(loaded, atlas=dataclasses.replace(loaded.atlas, qdrant_url=qdrant_url))
     options = BuildOptions(
         jobs=jobs,
         shard=shard,
         dry_run=dry_run,
         refresh_sources=refresh_sources,
         fetch=FetchConfig.from_environ(os.environ),
-        qdrant_api_key=os.environ.get("ORTHOVEC_QDRANT_API_KEY"),
+        qdrant_api_key=qdrant_api_key,
     )
     log_console = console(stderr=True)
     events = BuildEvents(
