@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from orthovec.lookup.homology_graph import groups, relations
 from orthovec.lookup.settings import Strategy
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid, UserError
 from orthovec.schemas.files import open_text
 from orthovec.schemas.tables import MAPPING, read_table
 
@@ -98,9 +98,56 @@ def _read_delimited(path: Path) -> pl.DataFrame:
         ) from err
 
 
+#: BioMart names species by their Ensembl common name; users name them freely (`index --species`
+#: suggests binomials). Each common name's binomial lets `--from mus_musculus` match "Mouse".
+COMMON_NAMES = {
+    "human": "homo_sapiens",
+    "mouse": "mus_musculus",
+    "rat": "rattus_norvegicus",
+    "zebrafish": "danio_rerio",
+    "tropical clawed frog": "xenopus_tropicalis",
+    "chicken": "gallus_gallus",
+    "pig": "sus_scrofa",
+    "cow": "bos_taurus",
+    "dog": "canis_lupus_familiaris",
+    "macaque": "macaca_mulatta",
+    "chimpanzee": "pan_troglodytes",
+    "fruitfly": "drosophila_melanogaster",
+    "caenorhabditis elegans": "caenorhabditis_elegans",
+}
+
+
+def _label_names(label: str) -> set[str]:
+    """Every name a BioMart column label can go by: itself, its binomial, the binomial's BioMart
+    dataset stem (`mmusculus`)."""
+    common = " ".join(label.lower().replace("_", " ").split())
+    binomial = COMMON_NAMES.get(common, common.replace(" ", "_"))
+    genus, _, epithet = binomial.partition("_")
+    return {common.replace(" ", "_"), binomial, f"{genus[:1]}{epithet}" if epithet else binomial}
+
+
 def _species_matches(label: str, species: str) -> bool:
-    a, b = label.lower().replace(" ", "_"), species.lower()
-    return a.startswith(b) or b.startswith(a) or a.split("_")[0] == b.split("_")[0]
+    return species.lower().replace(" ", "_").replace("-", "_") in _label_names(label)
+
+
+def _biomart_swap(label: str, species_a: str, species_b: str, source: str) -> bool:
+    """Whether the file's query side is our B, decided by its column names against --from/--to."""
+    is_a, is_b = _species_matches(label, species_a), _species_matches(label, species_b)
+    if is_b and not is_a:
+        return False
+    if is_a and not is_b:
+        return True
+    names = " / ".join(sorted(_label_names(label)))
+    raise Invalid(
+        f"{source}: the columns name the target species '{label}' ({names}), which "
+        + (
+            f"matches both --from {species_a} and --to {species_b}"
+            if is_a
+            else f"is neither --from {species_a} nor --to {species_b}"
+        )
+        + "; orthovec will not guess which side is which. Name the species as the file does (for example "
+        f"--to {label.replace(' ', '_')}), or convert the file with --format pairs --col-a/--col-b."
+    )
 
 
 def import_biomart(path: Path, species_a: str, species_b: str) -> pa.Table:
@@ -108,7 +155,7 @@ def import_biomart(path: Path, species_a: str, species_b: str) -> pa.Table:
     frame = _read_delimited(path)
     layout = detect_biomart(frame.columns, str(path))
     # The file's query side has the unprefixed columns; if its target is our A, swap sides.
-    swap = _species_matches(layout.target_label, species_a) and not _species_matches(layout.target_label, species_b)
+    swap = _biomart_swap(layout.target_label, species_a, species_b, str(path))
 
     def column(name: str | None) -> pl.Expr:
         return pl.col(name) if name else pl.lit(None, dtype=pl.String)
@@ -220,6 +267,28 @@ def _greedy(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return ordered.filter(pl.Series(keep)).with_columns(relation=pl.lit("one2one"))
 
 
+def _check_same_pair(imported: pl.DataFrame, embedded: pl.DataFrame, path: Path) -> None:
+    """Refuse to fuse tables of different species, or of the same species in different gene spaces."""
+    wanted = (imported["species_a"][0], imported["species_b"][0])
+    found = tuple(sorted(set(zip(embedded["species_a"].to_list(), embedded["species_b"].to_list(), strict=True))))
+    if found != (wanted,):
+        described = ", ".join(f"{a} → {b}" for a, b in found) or "no rows"
+        raise Invalid(
+            f"{path}: maps {described}, but the homology being imported is {wanted[0]} → {wanted[1]}; give an "
+            f"`orthovec map {wanted[0]} {wanted[1]}` table as --embedding-mapping."
+        )
+    for side in ("a", "b"):
+        ours = set(imported[f"gene_symbol_{side}"].drop_nulls().str.to_uppercase().to_list())
+        theirs = set(embedded[f"gene_symbol_{side}"].drop_nulls().str.to_uppercase().to_list())
+        shared = len(ours & theirs)
+        if shared < 0.1 * len(ours):
+            raise Invalid(
+                f"{path}: only {shared:,} of the {len(ours):,} {wanted[side == 'b']} gene symbols being imported "
+                "appear in it; the two tables name genes differently (another gene-ID space or species). "
+                "Map species indexed from proteomes whose headers carry the same gene symbols."
+            )
+
+
 def apply_strategy(mapping: pa.Table, strategy: Strategy, embedding_mapping: Path | None = None) -> pa.Table:
     rows = pl.from_arrow(mapping)
     assert isinstance(rows, pl.DataFrame)
@@ -235,9 +304,12 @@ def apply_strategy(mapping: pa.Table, strategy: Strategy, embedding_mapping: Pat
                 "--strategy fused needs --embedding-mapping FILE (an `orthovec map` table of the same species)."
             )
         embedded = pl.from_arrow(
-            read_table(embedding_mapping, MAPPING).select(["gene_symbol_a", "gene_symbol_b", "score"])
+            read_table(embedding_mapping, MAPPING).select(
+                ["species_a", "species_b", "gene_symbol_a", "gene_symbol_b", "score"]
+            )
         )
         assert isinstance(embedded, pl.DataFrame)
+        _check_same_pair(rows, embedded, embedding_mapping)
         embedded = embedded.with_columns(
             pl.col("gene_symbol_a").str.to_uppercase().alias("_a"),
             pl.col("gene_symbol_b").str.to_uppercase().alias("_b"),
@@ -271,6 +343,8 @@ def import_homology(
 ) -> pa.Table:
     if species_a == species_b:
         raise UserError(f"--from and --to are both '{species_a}': a homology table maps two different species.")
+    if species_a == species_b:
+        raise UserError(f"--from and --to are both '{species_a}': homology relates two different species.")
     table = (
         import_biomart(path, species_a, species_b)
         if fmt == "biomart"

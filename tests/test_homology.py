@@ -145,3 +145,44 @@ def test_cli_import_then_evaluate_prints_the_contract_json(tmp_path: Path) -> No
     scores = json.loads(result.output)
     assert {"precision", "recall", "f1", "coverage", "n_pairs"} <= set(scores)
     assert round(scores["precision"], 3) == 0.884
+
+
+def test_a_mouse_side_export_is_oriented_by_its_column_names_whatever_the_species_are_called() -> None:
+    """Issue 11 item 2: with binomial species names the old prefix guess imported this file reversed."""
+    export = shared_file("scrna/baron_human2mouse_ensembl.csv.gz")  # columns name 'human' as the target
+    rows = _frame(import_biomart(export, "homo_sapiens", "mus_musculus"))
+    first = rows.row(0, named=True)
+    assert (first["gene_symbol_a"], first["gene_symbol_b"]) == ("MT-ND1", "mt-Nd1")
+    assert "many2one" in set(rows["relation"]) and "one2many" not in set(rows["relation"])
+
+
+def test_an_export_whose_target_is_neither_species_is_refused() -> None:
+    export = shared_file("scrna/baron_human2mouse_ensembl.csv.gz")
+    with pytest.raises(UserError, match=r"target species 'human'.*neither --from rat nor --to dog.*will not guess"):
+        import_biomart(export, "rat", "dog")
+
+
+def _ensembl_and_embedding(tmp_path: Path, embedding_species: tuple[str, str], symbols: tuple[str, str]) -> Path:
+    from orthovec.schemas.tables import write_table
+
+    (tmp_path / "ens.tsv").write_text(
+        "Gene name\tMouse gene name\tMouse homology type\t%id. target Mouse gene identical to query gene\t"
+        "%id. query gene identical to target Mouse gene\tMouse orthology confidence [0 low, 1 high]\n"
+        "TP53\tTrp53\tortholog_one2one\t80\t80\t1\n"
+    )
+    embedding = import_pairs(_pairs(tmp_path, f"{symbols[0]},{symbols[1]},0.9\n"), *embedding_species)
+    write_table(embedding, tmp_path / "emb.parquet", MAPPING, {})
+    return tmp_path / "emb.parquet"
+
+
+def test_fused_import_refuses_an_embedding_mapping_of_other_species(tmp_path: Path) -> None:
+    """Issue 11 item 7: a human → frog mapping used to fill frog scores into human → mouse pairs."""
+    frog = _ensembl_and_embedding(tmp_path, ("human", "xenopus_tropicalis"), ("TP53", "tp53"))
+    with pytest.raises(UserError, match=r"maps human → xenopus_tropicalis.*human → mouse"):
+        import_homology(tmp_path / "ens.tsv", "human", "mouse", "biomart", "fused", frog)
+
+
+def test_fused_import_refuses_an_embedding_mapping_in_another_gene_space(tmp_path: Path) -> None:
+    entrez = _ensembl_and_embedding(tmp_path, ("human", "mouse"), ("7157", "22059"))
+    with pytest.raises(UserError, match="name genes differently"):
+        import_homology(tmp_path / "ens.tsv", "human", "mouse", "biomart", "fused", entrez)
