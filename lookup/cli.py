@@ -315,6 +315,11 @@ def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pair
     click.echo(f"recall    {r.recall:.4f} (of {r.n_reference:,} reference one-to-one pairs)")
     click.echo(f"F1        {r.f1:.4f}\ncoverage  {r.coverage:.4f}")
     click.echo(f"pairs     {r.n_pairs:,} ({r.pairs}; genes matched by {r.matched_by})")
+    if r.graph_precision is not None:
+        click.echo(
+            f"graph     precision {r.graph_precision:.4f}, recall {r.graph_recall:.4f} of {r.graph_pairs:,} homology-graph"
+            " pairs against every reference ortholog pair (one2many and many2many included)"
+        )
 
 
 @click.command("load")

@@ -6,6 +6,11 @@ Definitions (as in ../shared/data/README.md for the published ESM-2 15B mapping)
 - recall: correct pairs / reference one-to-one pairs;
 - coverage: reference one-to-one A genes that have any predicted pair / all of them.
 Genes are matched by ID when the two tables share ID space, else by upper-cased symbol.
+
+The homology graph (pairs with a `relation`) is also scored against every reference ortholog
+pair, one2many and many2many included: `graph_precision` = graph pairs that are reference pairs /
+graph pairs whose A gene has any reference ortholog, `graph_recall` = reference pairs in the
+graph / all reference pairs (null when the mapping has no graph).
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ class Evaluation:
     n_reference: int
     matched_by: str
     pairs: str
+    graph_precision: float | None = None
+    graph_recall: float | None = None
+    graph_pairs: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -67,9 +75,9 @@ def predicted_pairs(mapping: pa.Table, choice: PairChoice = "auto") -> tuple[pl.
 
 def evaluate(mapping: pa.Table, truth: pa.Table, choice: PairChoice = "auto") -> Evaluation:
     predicted, used = predicted_pairs(mapping, choice)
-    reference = pl.from_arrow(truth)
-    assert isinstance(reference, pl.DataFrame)
-    reference = reference.filter(pl.col("relation") == "one2one")
+    every_reference = pl.from_arrow(truth)
+    assert isinstance(every_reference, pl.DataFrame)
+    reference = every_reference.filter(pl.col("relation") == "one2one")
     if reference.is_empty():
         raise UserError("The reference has no one-to-one pairs to evaluate against.")
     # The ID space is judged on every row, so a mapping with no calls scores 0 instead of failing.
@@ -90,6 +98,8 @@ def evaluate(mapping: pa.Table, truth: pa.Table, choice: PairChoice = "auto") ->
     recall = correct / ref_pairs.height
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     coverage = len(ref_genes & set(pred_pairs["a"].to_list())) / len(ref_genes)
+    graph = candidates.filter(pl.col("relation").is_not_null())
+    graph_precision, graph_recall = _graph_scores(graph, every_reference, a, b) if graph.height else (None, None)
     return Evaluation(
         precision,
         recall,
@@ -101,7 +111,20 @@ def evaluate(mapping: pa.Table, truth: pa.Table, choice: PairChoice = "auto") ->
         ref_pairs.height,
         by,
         used,
+        graph_precision,
+        graph_recall,
+        graph.height,
     )
+
+
+def _graph_scores(graph: pl.DataFrame, reference: pl.DataFrame, a: str, b: str) -> tuple[float, float]:
+    def keyed(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(pl.col(a).str.to_uppercase().alias("a"), pl.col(b).str.to_uppercase().alias("b")).unique()
+
+    edges, pairs = keyed(graph), keyed(reference)
+    evaluable = edges.filter(pl.col("a").is_in(set(pairs["a"].to_list())))
+    found = evaluable.join(pairs, on=["a", "b"], how="inner").height
+    return (found / evaluable.height if evaluable.height else 0.0), found / max(pairs.height, 1)
 
 
 def _matching_key(predicted: pl.DataFrame, reference: pl.DataFrame) -> str:

@@ -186,3 +186,13 @@ def test_fused_import_refuses_an_embedding_mapping_in_another_gene_space(tmp_pat
     entrez = _ensembl_and_embedding(tmp_path, ("human", "mouse"), ("7157", "22059"))
     with pytest.raises(UserError, match="name genes differently"):
         import_homology(tmp_path / "ens.tsv", "human", "mouse", "biomart", "fused", entrez)
+
+
+def test_the_homology_graph_is_scored_against_every_reference_ortholog_type(tmp_path: Path) -> None:
+    mapping = import_pairs(_pairs(tmp_path, "X,Y,1\nX,Z,1\nW,V,1\n"), "human", "mouse")  # a one2many and a one2one
+    (tmp_path / "truth.csv").write_text("a,b\nX,Y\nX,Z\nW,U\nQ,R\n")
+    result = evaluate(mapping, import_pairs(tmp_path / "truth.csv", "human", "mouse"), "relation")
+    assert result.graph_pairs == 3
+    assert result.graph_precision == pytest.approx(2 / 3)  # W-V is wrong; X-Y and X-Z (one2many) are right
+    assert result.graph_recall == pytest.approx(2 / 4)
+    assert result.precision == 0.0 and result.n_reference == 2  # one-to-one scoring is unchanged
