@@ -16,7 +16,7 @@ Quality, on the genes present in both proteome files (case-insensitive symbols):
 each as precision / recall / F1 of RBH, greedy and optimal one-to-one for alignment-only,
 embedding-only and fused maps (the embedding uses the atlas's random-weight model: it measures
 the plumbing, no biology), with the published ESM-2 15B one-to-one table on the same genes. The
-many-to-many homology graph is scored against every Ensembl ortholog pair (all homology types).
+many-to-many homology graph is scored against every reference pair (`evaluate`'s graph scores).
 """
 
 from __future__ import annotations
@@ -80,14 +80,39 @@ def timed(command: list[str], label: str) -> tuple[float, float, list[tuple[floa
     return wall, peak_kb / 2**20, lines
 
 
-def speed(atlas_root: Path, threads: int) -> None:
+def speed(atlas_root: Path, threads: int, proteins: int | None) -> None:
+    """`orthovec align human mouse` vs `mmseqs easy-search` both ways on the same sequences.
+
+    With `proteins`, both run on the first N proteins of each species (a sub-atlas beside the
+    atlas), which keeps the comparison affordable on a busy machine; the ratio is what counts.
+    """
     from orthovec.lookup.align import mmseqs_binary
     from orthovec.schemas.atlas import Atlas
+    from orthovec.schemas.tables import PROTEINS, read_table, write_table
 
-    target = Atlas(atlas_root).alignment("human", "mouse")
-    target.unlink(missing_ok=True)  # measure a full run, not the reuse path
-    orthovec = [sys.executable, "-m", "orthovec.cli", "align", "human", "mouse", "--atlas", str(atlas_root)]
-    wall, peak, lines = timed([*orthovec, "--threads", str(threads)], "orthovec align")
+    source = Atlas(atlas_root)
+    with tempfile.TemporaryDirectory(dir=atlas_root, prefix=".speed-") as scratch:
+        atlas = Atlas(Path(scratch) / "atlas")
+        fasta = {}
+        for species in ("human", "mouse"):
+            table = read_table(source.proteins(species), PROTEINS)
+            table = table.slice(0, proteins) if proteins else table
+            write_table(table, atlas.proteins(species), PROTEINS, {})
+            fasta[species] = Path(scratch) / f"{species}.fasta"
+            fasta[species].write_text(
+                "".join(
+                    f">{pid}\n{seq}\n"
+                    for pid, seq in zip(table["protein_id"].to_pylist(), table["sequence"].to_pylist(), strict=True)
+                )
+            )
+        command = [sys.executable, "-m", "orthovec.cli", "align", "human", "mouse", "--atlas", str(atlas.root)]
+        wall, peak, lines = timed([*command, "--threads", str(threads)], "orthovec align")
+        binary = str(mmseqs_binary())
+        baseline_wall, baseline_peak = 0.0, 0.0
+        for query, target in (("human", "mouse"), ("mouse", "human")):
+            search = [binary, "easy-search", str(fasta[query]), str(fasta[target]), f"{scratch}/{query}.m8"]
+            w, p, _ = timed([*search, f"{scratch}/tmp", "--threads", str(threads), "-v", "1"], "easy-search")
+            baseline_wall, baseline_peak = baseline_wall + w, max(baseline_peak, p)
     steps: dict[str, float] = {}
     marks = [(t, line) for t, line in lines if line.startswith("[")] + [(wall, "end")]
     for (t0, line), (t1, _) in itertools.pairwise(marks):
@@ -96,31 +121,13 @@ def speed(atlas_root: Path, threads: int) -> None:
             if "candidates" in line
             else "exact scoring (align)"
             if "Smith" in line
-            else ("self-scores" if "self-scores" in line else "databases")
+            else "other"
         )
+        kind = "self-scores" if "self-scores" in line else kind
         steps[kind] = steps.get(kind, 0.0) + t1 - t0
-    steps["reduce to genes + write"] = wall - marks[0][0] - sum(steps.values())
-    with tempfile.TemporaryDirectory(dir=atlas_root) as scratch:
-        binary = str(mmseqs_binary())
-        baseline_wall, baseline_peak = 0.0, 0.0
-        for query, target_species in (("human", "mouse"), ("mouse", "human")):
-            w, p, _ = timed(
-                [
-                    binary,
-                    "easy-search",
-                    str(proteome(query)),
-                    str(proteome(target_species)),
-                    f"{scratch}/{query}.m8",
-                    f"{scratch}/tmp",
-                    "--threads",
-                    str(threads),
-                    "-v",
-                    "1",
-                ],
-                "easy-search",
-            )
-            baseline_wall, baseline_peak = baseline_wall + w, max(baseline_peak, p)
-    print(f"\n### Speed: human × mouse, both directions, {threads} threads\n")
+    steps["startup"] = marks[0][0]
+    sizes = f"first {proteins:,} proteins of each" if proteins else "whole proteomes"
+    print(f"\n### Speed: human × mouse ({sizes}), both directions, {threads} threads\n")
     print("| run | wall s | peak RSS GB |\n|---|---|---|")
     print(f"| `orthovec align human mouse` | {wall:.1f} | {peak:.2f} |")
     print(f"| MMseqs2 `easy-search` ×2 (default settings) | {baseline_wall:.1f} | {baseline_peak:.2f} |")
@@ -182,15 +189,15 @@ def quality(atlas_root: Path, species_b: str, truth: pl.DataFrame, reference_15b
     print("| evidence | pairs | precision | recall | F1 | called |\n|---|---|---|---|---|---|")
     has_vectors = bool(atlas.models_for("human")) and bool(atlas.models_for(species_b))
     sources = ["alignment", "embedding", "fused"] if has_vectors else ["alignment"]
-    graphs: dict[str, pl.DataFrame] = {}
+    graphs: dict[str, Evaluation] = {}
     for evidence in sources:
         started = time.perf_counter()
         summary = map_species(atlas, ["human", species_b], params=MappingParams(evidence=evidence))[0]  # type: ignore[arg-type]
         seconds = time.perf_counter() - started
-        table = pl.read_parquet(summary.path)
-        graphs[evidence] = table
+        table = pl.read_parquet(summary.path).to_arrow()
         for choice in ("rbh", "greedy", "optimal"):
-            print_row(f"{evidence} ({seconds:.1f} s)", choice, evaluate(table.to_arrow(), truth_arrow, choice))
+            graphs[evidence] = evaluate(table, truth_arrow, choice)
+            print_row(f"{evidence} ({seconds:.1f} s)", choice, graphs[evidence])
     if reference_15b:
         published = pl.read_csv(DATA / "reference" / "seed_human_mouse_LM_O2O_esm2_15B.csv.gz").select(
             pl.col("Human gene name").alias("gene_symbol_a"), pl.col("Mouse gene name").alias("gene_symbol_b")
@@ -203,37 +210,14 @@ def quality(atlas_root: Path, species_b: str, truth: pl.DataFrame, reference_15b
             relation=pl.lit("one2one"),
         )
         print_row("published ESM-2 15B (Pearson)", "greedy", evaluate(published.to_arrow(), truth_arrow, "relation"))
-    if species_b == "mouse":
-        homology_graph_scores(graphs, truth)
+    print("\nHomology graph (pairs with a relation) against every reference ortholog pair, all homology types:\n")
+    print("| evidence | graph pairs | precision | recall |\n|---|---|---|---|")
+    for evidence, r in graphs.items():
+        print(f"| {evidence} | {r.graph_pairs:,} | {r.graph_precision or 0:.4f} | {r.graph_recall or 0:.4f} |")
 
 
 def print_row(label: str, choice: str, r: Evaluation) -> None:
     print(f"| {label} | {choice} | {r.precision:.4f} | {r.recall:.4f} | {r.f1:.4f} | {r.n_pairs:,} |")
-
-
-def homology_graph_scores(graphs: dict[str, pl.DataFrame], truth: pl.DataFrame) -> None:
-    """Edges of each map's homology graph against every Ensembl ortholog pair, by symbol."""
-    print("\nHomology graph (relation not null) against all Ensembl ortholog pairs (one2one, one2many, many2many):\n")
-    print("| evidence | graph edges | precision | recall | Ensembl one2one called one2one |\n|---|---|---|---|---|")
-
-    def keyed(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.select(
-            pl.col("gene_symbol_a").str.to_uppercase().alias("a"),
-            pl.col("gene_symbol_b").str.to_uppercase().alias("b"),
-            "relation",
-        ).unique(["a", "b"])
-
-    reference = keyed(truth)
-    genes_a = set(reference["a"].to_list())
-    for evidence, table in graphs.items():
-        graph = keyed(table.filter(pl.col("relation").is_not_null()))
-        evaluable = graph.filter(pl.col("a").is_in(genes_a))
-        hits = evaluable.join(reference, on=["a", "b"], how="inner", suffix="_ref")
-        precision = hits.height / max(evaluable.height, 1)
-        recall = hits.height / max(reference.height, 1)
-        o2o = hits.filter((pl.col("relation_ref") == "one2one") & (pl.col("relation") == "one2one")).height
-        total_o2o = reference.filter(pl.col("relation") == "one2one").height
-        print(f"| {evidence} | {graph.height:,} | {precision:.4f} | {recall:.4f} | {o2o / max(total_o2o, 1):.4f} |")
 
 
 def main() -> None:
@@ -242,12 +226,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--proteins-only", action="store_true", help="Write missing PROTEINS tables first.")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--speed-proteins", type=int, help="Time both tools on the first N proteins of each species.")
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     if args.proteins_only:
         ensure_proteins(args.atlas)
     if not args.skip_speed:
-        speed(args.atlas, args.threads)
+        speed(args.atlas, args.threads, args.speed_proteins)
     if args.skip_quality:
         return
     from orthovec.lookup.align import align_species
