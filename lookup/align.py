@@ -216,7 +216,8 @@ def _search_both_ways(
     """
     binary = str(mmseqs_binary())
     cpu = ["--threads", str(threads or os.cpu_count() or 1)]
-    dbs, self_bits = {}, {}
+    dbs: dict[str, Path] = {}
+    self_bits: dict[str, dict[str, float]] = {}
     steps = 8
     for side, proteins in (("a", proteins_a), ("b", proteins_b)):
         fasta = work / f"{side}.fasta"

@@ -543,7 +543,8 @@ def _current_alignment(atlas: Atlas, species_a: str, species_b: str) -> pa.Table
     table = read_alignment(atlas, species_a, species_b)
     if table is None:
         return None
-    hashes = _alignment_provenance(atlas, species_a, species_b).get("proteins_sha256", {})
+    hashes = _alignment_provenance(atlas, species_a, species_b).get("proteins_sha256")
+    hashes = hashes if isinstance(hashes, dict) else {}
     for name in (species_a, species_b):
         current = proteins_hash(
             read_table(atlas.proteins(name), PROTEINS, ["protein_id", "gene_id", "gene_symbol", "seq_hash"])
