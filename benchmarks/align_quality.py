@@ -61,6 +61,27 @@ def ensure_proteins(atlas_root: Path) -> None:
             write_table(proteins, atlas.proteins(species), PROTEINS, {"source": str(proteome(species))})
 
 
+def write_random_vectors(atlas_root: Path, dim: int) -> None:
+    """Gaussian gene vectors under model name `random<dim>`: a stand-in for random-weight embeddings
+    when indexing the proteomes is out of reach; like them, it measures the plumbing, no biology."""
+    import numpy as np
+
+    from orthovec.schemas.atlas import Atlas
+    from orthovec.schemas.tables import GENES, genes_table, write_table
+
+    atlas = Atlas(atlas_root)
+    rng = np.random.default_rng(0)
+    for species in PROTEOMES:
+        genes = (
+            pl.read_parquet(atlas.proteins(species), columns=["gene_id", "gene_symbol"])
+            .unique("gene_id")
+            .sort("gene_id")
+        )
+        vectors = rng.normal(size=(genes.height, dim)).astype(np.float32)
+        table = genes_table(species, genes["gene_id"].to_list(), vectors, gene_symbols=genes["gene_symbol"].to_list())
+        write_table(table, atlas.genes(species, f"random{dim}"), GENES, {"model": f"random{dim}"})
+
+
 def timed(command: list[str], label: str) -> tuple[float, float, list[tuple[float, str]]]:
     """(wall seconds, peak RSS GB of the process tree's largest process, timestamped stderr lines)."""
     with tempfile.NamedTemporaryFile(suffix=".time") as report:
@@ -225,12 +246,15 @@ def main() -> None:
     parser.add_argument("--atlas", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--proteins-only", action="store_true", help="Write missing PROTEINS tables first.")
+    parser.add_argument("--random-vectors", type=int, metavar="DIM", help="Write Gaussian gene vectors first.")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--speed-proteins", type=int, help="Time both tools on the first N proteins of each species.")
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     if args.proteins_only:
         ensure_proteins(args.atlas)
+    if args.random_vectors:
+        write_random_vectors(args.atlas, args.random_vectors)
     if not args.skip_speed:
         speed(args.atlas, args.threads, args.speed_proteins)
     if args.skip_quality:
