@@ -342,8 +342,6 @@ def import_homology(
     **pair_columns: str | None,
 ) -> pa.Table:
     if species_a == species_b:
-        raise UserError(f"--from and --to are both '{species_a}': a homology table maps two different species.")
-    if species_a == species_b:
         raise UserError(f"--from and --to are both '{species_a}': homology relates two different species.")
     table = (
         import_biomart(path, species_a, species_b)
