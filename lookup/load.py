@@ -143,7 +143,8 @@ def species_states(atlas: Atlas) -> list[SpeciesState]:
         proteins_path = atlas.proteins(species)
         n_proteins = _rows(proteins_path) if proteins_path.is_file() else 0
         report = atlas.read_index_report(species)
-        for model in atlas.models_for(species) or [None]:
+        models: list[str | None] = [*atlas.models_for(species)] or [None]  # None: tables but no vectors yet
+        for model in models:
             genes = _rows(atlas.genes(species, model)) if model else 0
             stored = counts.get(model, {}).get(species, 0) if model and counts is not None else None
             state, note = _state(report, model, genes, stored, store_note)
