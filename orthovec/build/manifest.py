@@ -83,8 +83,8 @@ class AtlasSettings:
     toks_per_batch: int = 4096
     pairs: tuple[tuple[str, str], ...] | None = None  # None: every pair, in manifest order
     align: bool = True
-    align_sensitivity: float = 7.5
-    align_threads: int = 1
+    align_sensitivity: float | None = None  # None: `orthovec align`'s default
+    align_threads: int | None = None  # None: as `orthovec align` decides
     #: MappingParams fields the manifest sets (k, metric, margin, ...); the rest keep `orthovec map`'s defaults.
     mapping: dict[str, Any] = field(default_factory=dict)
     qdrant_url: str | None = None

@@ -518,14 +518,12 @@ class _Runner:
                 f"sequence alignment is not part of this install ({err}); the mapping runs on embeddings alone"
             ) from None
         a, b = step.species
+        settings = self.manifest.atlas
+        # only what the manifest sets, so `orthovec align`'s own defaults hold otherwise
+        sensitivity = {"sensitivity": settings.align_sensitivity} if settings.align_sensitivity is not None else {}
         try:
             path = align_species(
-                self.atlas,
-                a,
-                b,
-                threads=self.manifest.atlas.align_threads,
-                sensitivity=self.manifest.atlas.align_sensitivity,
-                progress=self._log(step),
+                self.atlas, a, b, threads=settings.align_threads, progress=self._log(step), **sensitivity
             )
         except Unavailable as err:  # e.g. no mmseqs binary: the build still maps on embeddings
             raise _StepUnavailable(str(err)) from None
