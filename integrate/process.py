@@ -12,6 +12,7 @@ the HVG counts with species as the batch. The embedding used downstream is named
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,12 +131,12 @@ def _scvi(
     import scvi
 
     scvi.settings.seed = config.seed
-    scvi.settings.progress_bar_style = "tqdm"
+    progress = sys.stderr.isatty()  # Lightning's epoch bar on a terminal; logs stay clean
     model_input = shared[:, shared.var["highly_variable"]].copy()
     log(f"scVI over species ({config.max_epochs} epochs max, early stopping)")
     scvi.model.SCVI.setup_anndata(model_input, layer="counts", batch_key="species")
     model = scvi.model.SCVI(model_input, n_latent=30, gene_likelihood="nb")
-    model.train(max_epochs=config.max_epochs, early_stopping=True, enable_progress_bar=False)
+    model.train(max_epochs=config.max_epochs, early_stopping=True, enable_progress_bar=progress)
     details: dict[str, object] = {"scvi_epochs": len(model.history["elbo_train"])}
     if config.correct == "scvi":
         shared.obsm["X_scvi"] = model.get_latent_representation().astype(np.float32)
@@ -147,6 +148,6 @@ def _scvi(
     scanvi = scvi.model.SCANVI.from_scvi_model(
         model, adata=model_input, labels_key="scanvi_label", unlabeled_category=UNLABELLED
     )
-    scanvi.train(max_epochs=config.scanvi_epochs, n_samples_per_label=100, enable_progress_bar=False)
+    scanvi.train(max_epochs=config.scanvi_epochs, n_samples_per_label=100, enable_progress_bar=progress)
     shared.obsm["X_scanvi"] = scanvi.get_latent_representation().astype(np.float32)
     return "X_scanvi", details | {"scanvi_epochs": config.scanvi_epochs, "scanvi_labels_from": labelled}
