@@ -156,3 +156,20 @@ def test_a_failed_rerun_leaves_the_previous_result_whole(
         integrate_species(data, [inputs["human__mouse"]], out, IntegrateConfig(), log=lambda m: None)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_scanvi_sees_one_species_labels_and_records_it(inputs: dict[str, Path]) -> None:
+    """scANVI end to end on the tiny files (2 + 2 epochs: the plumbing, not the quality, which the README measures)."""
+    pytest.importorskip("scvi")
+    from orthovec.integrate.features import build_shared
+    from orthovec.integrate.inputs import species_counts
+    from orthovec.integrate.mappings import load_mappings
+    from orthovec.integrate.process import ProcessConfig, process
+
+    counts = {s: species_counts(s, ad.read_h5ad(inputs[s])) for s in ("human", "mouse")}
+    mapping, _ = load_mappings([inputs["human__mouse"]], {s: c.gene_names for s, c in counts.items()}, "human")
+    shared, _ = build_shared(counts, mapping)
+    config = ProcessConfig(correct="scanvi", max_epochs=2, scanvi_epochs=2, scanvi_labels_from="mouse")
+    record = process(shared, config, "cell_ontology_class")
+    assert record["embedding"] == "X_scanvi" and record["scanvi_labels_from"] == "mouse"
+    assert record["scvi_epochs"] == 2 and shared.obsm["X_scanvi"].shape == (shared.n_obs, 30)
