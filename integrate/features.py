@@ -67,7 +67,8 @@ def _orient(mapping: pl.DataFrame, reference: str, other: str) -> pl.DataFrame:
     backward = backward.rename(swap).with_columns(
         pl.col("relation").replace({"one2many": "many2one", "many2one": "one2many"})
     )
-    return pl.concat([forward, backward.select(forward.columns)])
+    # One-sided columns (`margin_a`) become the other side's (`margin_b`); the other direction's rows get nulls there.
+    return pl.concat([forward, backward], how="diagonal_relaxed")
 
 
 def _pair_rows(mapping: pl.DataFrame, reference: str, others: list[str]) -> dict[str, pl.DataFrame]:

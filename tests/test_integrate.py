@@ -85,6 +85,14 @@ def test_three_species_are_joined_through_the_reference(tmp_path: Path) -> None:
     assert set(grouped.var["gene_rat"]) == {"Gcg", "Ins1"}  # AMY2A/B have no rat partner in the mapping
 
 
+def test_a_table_written_the_other_way_round_is_read_from_the_reference(tmp_path: Path) -> None:
+    """mouse → human rows, with a one-sided column (orthovec map's `margin_a`), still give human-named features."""
+    backwards = _pairs_mapping(tmp_path, "Gcg,GCG\nIns1,INS\n", "mouse", "human")
+    backwards = backwards.append_column("margin_a", pa.array([0.1, 0.2], pa.float32()))
+    shared, _ = _shared({"human": HUMAN, "mouse": MOUSE}, backwards)
+    assert list(shared.var_names) == ["GCG", "INS"] and shared.var["gene_mouse"].tolist() == ["Gcg", "Ins1"]
+
+
 def test_a_species_without_a_mapping_to_the_reference_is_named(tmp_path: Path) -> None:
     rat = _adata(["Gcg"], [[7]])
     mouse_rat = _pairs_mapping(tmp_path, "Gcg,Gcg\n", "mouse", "rat")
