@@ -234,7 +234,7 @@ def build_mapping(genes_a: pa.Table, genes_b: pa.Table, params: MappingParams, m
         pairs.scores,
         (pairs.rank_ab, pairs.rank_ba),
         pairs.greedy & floor,
-        floor,
+        _optimal(pairs.rows, pairs.cols, pairs.scores, [floor], genes_a.num_rows, genes_b.num_rows),
         graph,
         pairs.source,
         evidence,
@@ -331,7 +331,31 @@ def build_evidence_mapping(
     greedy = np.zeros(len(keys), dtype=bool)
     greedy[sparse_greedy(rows, cols, scores)] = True
     ranks = (_candidate_ranks(rows, cols, scores), _candidate_ranks(cols, rows, scores))
-    return _mapping_table(genes_a, genes_b, rows, cols, scores, ranks, greedy & floor, floor, graph, source, evidence)
+    n, m = genes_a.num_rows, genes_b.num_rows
+    optimal = _optimal(
+        rows, cols, np.where(has_alignment, bsr, scores), [floor & has_alignment, floor & ~has_alignment], n, m
+    )
+    return _mapping_table(genes_a, genes_b, rows, cols, scores, ranks, greedy & floor, optimal, graph, source, evidence)
+
+
+def _optimal(
+    rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, tiers: Sequence[np.ndarray], n: int, m: int
+) -> np.ndarray:
+    """Optimal one-to-one over each tier of eligible edges in turn, later tiers only between genes
+    the earlier ones left unmatched.
+
+    Fused scores put every aligned pair above every embedding-only one, but a maximum *sum* would
+    still trade one correct aligned pair for two pairs (each aligned pair adds at least 1), so
+    alignment and embedding are matched in two rounds, each on its own scores.
+    """
+    chosen = np.zeros(len(rows), dtype=bool)
+    used_a, used_b = np.zeros(n, dtype=bool), np.zeros(m, dtype=bool)
+    for tier in tiers:
+        eligible = np.flatnonzero(tier & ~used_a[rows] & ~used_b[cols])
+        picked = eligible[optimal_one2one(rows[eligible], cols[eligible], scores[eligible], n, m)]
+        chosen[picked] = True
+        used_a[rows[picked]], used_b[cols[picked]] = True, True
+    return chosen
 
 
 def _candidate_ranks(genes: np.ndarray, partners: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -353,17 +377,14 @@ def _mapping_table(
     scores: np.ndarray,
     ranks: tuple[np.ndarray, np.ndarray],
     greedy: np.ndarray,
-    floor: np.ndarray,
+    is_optimal: np.ndarray,
     in_graph: np.ndarray,
     source: str,
     evidence: dict[str, pa.Array],
 ) -> pa.Table:
-    """Optimal assignment, relations and groups on the chosen score, then the MAPPING rows."""
-    n, m = genes_a.num_rows, genes_b.num_rows
+    """Relations and groups of the homology graph, then the MAPPING rows."""
+    n = genes_a.num_rows
     rank_ab, rank_ba = ranks
-    is_optimal = np.zeros(len(rows), dtype=bool)
-    eligible = np.flatnonzero(floor)
-    is_optimal[eligible[optimal_one2one(rows[eligible], cols[eligible], scores[eligible], n, m)]] = True
 
     relation = np.full(len(rows), None, dtype=object)
     group_id = np.full(len(rows), -1, dtype=np.int64)

@@ -193,12 +193,14 @@ def test_fused_keeps_every_alignment_call_and_lets_the_embedding_fill_in_unalign
     map_species(atlas, ["human", "mouse"], params=MappingParams(evidence="alignment"), out=tmp_path / "a.parquet")
     alignment_only = _frame(read_table(tmp_path / "a.parquet", MAPPING))
     assert _calls(fused) == _calls(alignment_only) | {(lonely_human, lonely_mouse)}  # random vectors add only the plant
+    optimal = "is_one2one_optimal"  # aligned pairs are matched first, so no aligned call is traded away
+    assert _calls(fused, optimal) == _calls(alignment_only, optimal) | {(lonely_human, lonely_mouse)}
     planted = fused.filter((pl.col("gene_id_a") == lonely_human) & (pl.col("gene_id_b") == lonely_mouse))
     assert planted["evidence"].to_list() == ["embedding"]
 
 
-def _calls(table: pl.DataFrame) -> set[tuple[str, str]]:
-    called = table.filter(pl.col("is_one2one_greedy"))
+def _calls(table: pl.DataFrame, column: str = "is_one2one_greedy") -> set[tuple[str, str]]:
+    called = table.filter(pl.col(column))
     return set(zip(called["gene_id_a"].to_list(), called["gene_id_b"].to_list(), strict=True))
 
 
