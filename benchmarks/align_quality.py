@@ -237,6 +237,26 @@ def quality(atlas_root: Path, species_b: str, truth: pl.DataFrame, reference_15b
         print(f"| {evidence} | {r.graph_pairs:,} | {r.graph_precision or 0:.4f} | {r.graph_recall or 0:.4f} |")
 
 
+def margin_sweep(atlas_root: Path, truth: pl.DataFrame, margins: list[float]) -> None:
+    """The alignment homology graph at each --margin against every Ensembl ortholog pair."""
+    from orthovec.lookup.evaluate import evaluate
+    from orthovec.lookup.mapping import MappingParams, map_species
+    from orthovec.schemas.atlas import Atlas
+
+    print("\n| `--margin` | graph pairs | precision | recall | one2one precision | one2one recall |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as scratch:
+        for margin in margins:
+            params = MappingParams(evidence="alignment", margin=margin)
+            out = Path(scratch) / f"{margin}.parquet"
+            map_species(Atlas(atlas_root), ["human", "mouse"], params=params, out=out)
+            r = evaluate(pl.read_parquet(out).to_arrow(), truth.to_arrow(), "relation")
+            print(
+                f"| {margin} | {r.graph_pairs:,} | {r.graph_precision or 0:.4f} | {r.graph_recall or 0:.4f} "
+                f"| {r.precision:.4f} | {r.recall:.4f} |"
+            )
+
+
 def print_row(label: str, choice: str, r: Evaluation) -> None:
     print(f"| {label} | {choice} | {r.precision:.4f} | {r.recall:.4f} | {r.f1:.4f} | {r.n_pairs:,} |")
 
@@ -250,6 +270,7 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--speed-proteins", type=int, help="Time both tools on the first N proteins of each species.")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--margins", help="Comma-separated --margin values to sweep (human × mouse graph).")
     args = parser.parse_args()
     if args.proteins_only:
         ensure_proteins(args.atlas)
@@ -266,6 +287,8 @@ def main() -> None:
         align_species(Atlas(args.atlas), "human", species_b, threads=args.threads)
     quality(args.atlas, "mouse", ensembl_truth(args.atlas), reference_15b=True)
     quality(args.atlas, "xenopus_tropicalis", diopt_truth(args.atlas), reference_15b=False)
+    if args.margins:
+        margin_sweep(args.atlas, ensembl_truth(args.atlas), [float(m) for m in args.margins.split(",")])
 
 
 if __name__ == "__main__":
