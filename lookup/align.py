@@ -269,12 +269,14 @@ def _search_both_ways(
             f"align {label}",
         )
         frame = _read_hits(binary, work, dbs[query], dbs[target], aligned, cpu)
+        # A sequence MMseqs2 could not align to itself (composition-corrected score ≤ 0) takes the
+        # hit's own bits as its self-score, so its BSR stays within (0, 1].
         hits.append(
             frame.with_columns(
                 direction=pl.lit(f"{query}{target}"),
-                self_query=frame["query"].replace_strict(self_bits[query], return_dtype=pl.Float32),
-                self_target=frame["target"].replace_strict(self_bits[target], return_dtype=pl.Float32),
-            )
+                self_query=pl.col("query").replace_strict(self_bits[query], default=None, return_dtype=pl.Float32),
+                self_target=pl.col("target").replace_strict(self_bits[target], default=None, return_dtype=pl.Float32),
+            ).with_columns(pl.col("self_query", "self_target").fill_null(pl.col("bits")))
         )
     return pl.concat(hits)
 
