@@ -303,17 +303,18 @@ def apply_strategy(mapping: pa.Table, strategy: Strategy, embedding_mapping: Pat
             raise UserError(
                 "--strategy fused needs --embedding-mapping FILE (an `orthovec map` table of the same species)."
             )
+        mapping_table = read_table(embedding_mapping, MAPPING)
+        # An `orthovec map --evidence fused` table keeps the embedding's own score in its own column.
+        score = "embedding_score" if "embedding_score" in mapping_table.column_names else "score"
         embedded = pl.from_arrow(
-            read_table(embedding_mapping, MAPPING).select(
-                ["species_a", "species_b", "gene_symbol_a", "gene_symbol_b", "score"]
-            )
+            mapping_table.select(["species_a", "species_b", "gene_symbol_a", "gene_symbol_b", score])
         )
         assert isinstance(embedded, pl.DataFrame)
         _check_same_pair(rows, embedded, embedding_mapping)
         embedded = embedded.with_columns(
             pl.col("gene_symbol_a").str.to_uppercase().alias("_a"),
             pl.col("gene_symbol_b").str.to_uppercase().alias("_b"),
-        ).rename({"score": "embedding_score"})
+        ).rename({score: "embedding_score"} if score == "score" else {})
         joined = rows.with_columns(
             pl.col("gene_symbol_a").str.to_uppercase().alias("_a"),
             pl.col("gene_symbol_b").str.to_uppercase().alias("_b"),

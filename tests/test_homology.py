@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -196,3 +197,15 @@ def test_the_homology_graph_is_scored_against_every_reference_ortholog_type(tmp_
     assert result.graph_precision == pytest.approx(2 / 3)  # W-V is wrong; X-Y and X-Z (one2many) are right
     assert result.graph_recall == pytest.approx(2 / 4)
     assert result.precision == 0.0 and result.n_reference == 2  # one-to-one scoring is unchanged
+
+
+def test_fused_import_takes_the_embedding_score_of_a_fused_map(tmp_path: Path) -> None:
+    from orthovec.schemas.tables import write_table
+
+    ensembl = _ensembl_and_embedding(tmp_path, ("human", "mouse"), ("TP53", "Trp53"))
+    table = read_table(ensembl, MAPPING)
+    fused_map = table.set_column(table.schema.get_field_index("score"), "score", pa.array([1.9], pa.float32()))
+    write_table(fused_map.append_column("embedding_score", pa.array([0.3], pa.float32())), ensembl, MAPPING, {})
+    rows = _frame(import_homology(tmp_path / "ens.tsv", "human", "mouse", "biomart", "fused", ensembl))
+    assert rows["embedding_score"].to_list() == [pytest.approx(0.3)]  # not the fused 1 + BSR score
+    assert rows["score"].to_list() == [pytest.approx((0.8 + 0.3) / 2)]
