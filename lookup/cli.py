@@ -81,7 +81,6 @@ def query_command(
     best hit. Examples: `orthovec query TP53 --from human --to mouse`;
     `orthovec query --sequence MEEPQSDPSV... --to mouse --format json`.
     """
-    from orthovec.indexer.proteome import read_proteome
     from orthovec.lookup.load import check_store_space
     from orthovec.lookup.query import choose_model, homologs_of_gene, homologs_of_vectors
     from orthovec.lookup.sequence import embedder_for_atlas
@@ -104,6 +103,8 @@ def query_command(
         if sequence is not None:
             labels, sequences = ["sequence"], [sequence]
         else:
+            from orthovec.indexer.proteome import read_proteome  # loads fair-esm (and torch): FASTA queries only
+
             proteins, _ = read_proteome(fasta, "query", unresolved="self")  # type: ignore[arg-type]
             labels, sequences = (
                 proteins.column("protein_id").to_pylist(),

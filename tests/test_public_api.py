@@ -52,3 +52,14 @@ def test_every_api_function_says_what_it_writes() -> None:
     for name in ("index_proteome", "align_species", "map_species", "query", "read_mapping", "integrate_species"):
         doc = getattr(ov, name).__doc__ or ""
         assert len(doc.split()) > 20, name
+
+
+def test_a_gene_query_from_the_command_line_loads_no_model_code(demo_atlas: Path, tmp_path: Path) -> None:
+    """torch is for sequence queries only: a gene query must not pay its ~2 s import."""
+    run_query = (
+        "from orthovec.cli import main\n"
+        f"main(['query', 'ETF1', '--from', 'human', '--to', 'xenopus_tropicalis', '--atlas', {str(demo_atlas)!r}],"
+        " standalone_mode=False)"
+    )
+    found = _modules_after(run_query, tmp_path)
+    assert "torch" not in found["loaded"] and "scanpy" not in found["loaded"]
