@@ -56,7 +56,9 @@ def _recover(out: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _check_replaceable(out: Path) -> None:
+def check_replaceable(out: Path) -> None:
+    """Refuse early (before hours of work) an --out that is a file or holds someone else's files."""
+    out = Path(os.path.abspath(out))
     if out.exists() and not out.is_dir():
         raise Invalid(f"--out {out} is a file; give a directory for the integration's outputs.")
     if out.is_dir() and any(out.iterdir()) and not (out / RESULT_MARKER).is_file():
@@ -118,7 +120,7 @@ def staged_output(out: Path) -> Iterator[Path]:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _recover(out)
-        _check_replaceable(out)
+        check_replaceable(out)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
     except OSError as err:

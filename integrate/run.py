@@ -25,7 +25,7 @@ from orthovec.integrate.inputs import species_counts
 from orthovec.integrate.mappings import load_mappings
 from orthovec.integrate.markers import conserved_markers, gene_conservation
 from orthovec.integrate.metrics import integration_metrics
-from orthovec.integrate.outputs import require_space, staged_output
+from orthovec.integrate.outputs import check_replaceable, require_space, staged_output
 from orthovec.integrate.plots import agreement_heatmap, correspondence_heatmap, markers_dotplot, umap_pngs
 from orthovec.integrate.process import ProcessConfig, process, require_correction
 from orthovec.schemas.errors import Invalid, NotFound
@@ -82,6 +82,7 @@ def integrate_species(
     are joined through `config.reference` (default: the first species).
     """
     require_correction(config.process.correct)
+    check_replaceable(out)
     _check_labels(adatas, config)
 
     def warn(message: str) -> None:

@@ -212,3 +212,11 @@ def test_missing_scvi_tools_is_reported_before_any_work(tmp_path: Path, monkeypa
                "mouse=/nope.h5ad", "--out", str(tmp_path / "o")]
     )  # fmt: skip
     assert result.exit_code == 2 and "needs scvi-tools" in result.output and "orthovec[scvi]" in result.output
+
+
+def test_an_out_directory_of_other_files_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "thesis.tex").write_text("mine")
+    args = ["integrate", "--mapping", "symbols", *TINY, "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "not an orthovec integration" in result.output and "Traceback" not in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]
