@@ -134,7 +134,8 @@ def row(name: str, correct: str, result: dict[str, Any]) -> str:
     values += [result["cross_species_neighbour_fraction"], result["alcs"], result["overall"]]
     lost = result["expressed_lost"]
     epochs = result["correction"].get("scvi_epochs")
-    method = correct + (f" ({epochs}+{result['correction']['scanvi_epochs']} ep.)" if correct == "scanvi" else "")
+    scanvi = result["correction"].get("scanvi_epochs"), result["correction"].get("scanvi_labels_from")
+    method = correct + (f" ({epochs}+{scanvi[0]} ep., {scanvi[1]} labels only)" if correct == "scanvi" else "")
     method = f"scvi ({epochs} ep.)" if correct == "scvi" else method
     cells = [
         LABELS[name],
