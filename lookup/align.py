@@ -150,6 +150,30 @@ def read_alignment(atlas: Atlas, species_a: str, species_b: str) -> pa.Table | N
     return None
 
 
+#: What `orthovec query` shows of a hit's alignment (ALIGNMENT columns).
+HIT_EVIDENCE = ("bits", "bsr", "identity", "evalue")
+
+
+def hit_alignments(
+    atlas: Atlas, query_species: str, query_gene_id: str, hits: Sequence[tuple[str, str]]
+) -> list[dict[str, float] | None] | None:
+    """The alignment evidence of each (species, gene_id) hit of one query gene: `HIT_EVIDENCE`
+    values, None for a hit MMseqs2 did not report; None altogether when the atlas holds no
+    alignments of the query species with any hit's species (then there is nothing to show)."""
+    tables: dict[str, dict[str, dict[str, float]]] = {}
+    for species in {name for name, _ in hits}:
+        table = read_alignment(atlas, query_species, species)
+        if table is None:
+            continue
+        rows = pl.from_arrow(table.select(["gene_id_a", "gene_id_b", *HIT_EVIDENCE]))
+        assert isinstance(rows, pl.DataFrame)
+        found = rows.filter(pl.col("gene_id_a") == query_gene_id)
+        tables[species] = {row.pop("gene_id_b"): row for row in found.drop("gene_id_a").iter_rows(named=True)}
+    if not tables:
+        return None
+    return [tables.get(species, {}).get(gene_id) for species, gene_id in hits]
+
+
 def swap_sides(table: pa.Table) -> pa.Table:
     """The same gene pairs seen from B: every `_a` column trades places with its `_b` twin."""
     names = {"hit_ab": "hit_ba", "hit_ba": "hit_ab"}

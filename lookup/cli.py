@@ -21,29 +21,52 @@ if TYPE_CHECKING:
 HIT_COLUMNS = ("species", "gene_id", "gene_symbol", "score", "rank", "is_rbh", "margin")
 
 
-def print_results(results: Sequence[tuple[str, Sequence[Hit]]], fmt: str) -> None:
+def print_results(
+    results: Sequence[tuple[str, Sequence[Hit]]],
+    fmt: str,
+    alignments: Sequence[dict[str, float] | None] | None = None,
+) -> None:
     """Every query's hits in one shape: JSON is one list of hit objects, each with its query's fields
-    (`query` is the gene or record as given); TSV has one header; tables come one per query."""
+    (`query` is the gene or record as given); TSV has one header; tables come one per query.
+
+    `alignments` (a gene query on an atlas with `orthovec align` output) adds each hit's MMseqs2
+    evidence: an `alignment` object in JSON (null where MMseqs2 found no hit), columns otherwise.
+    """
+    from orthovec.lookup.align import HIT_EVIDENCE
+
+    evidence = list(alignments) if alignments is not None else None
+
+    def aligned(index: int) -> list[str]:
+        if evidence is None:
+            return []
+        found = evidence[index]
+        return [f"{found[c]:.3g}" if found else "" for c in HIT_EVIDENCE]
+
+    extra = list(HIT_EVIDENCE) if evidence is not None else []
     if fmt == "json":
-        click.echo(json.dumps([{"query": label, **h.to_dict()} for label, hits in results for h in hits], indent=2))
+        rows = [{"query": label, **h.to_dict()} for label, hits in results for h in hits]
+        if evidence is not None:
+            rows = [{**row, "alignment": found} for row, found in zip(rows, evidence, strict=True)]
+        click.echo(json.dumps(rows, indent=2))
     elif fmt == "tsv":
-        click.echo("\t".join(["query", *HIT_COLUMNS]))
+        click.echo("\t".join(["query", *HIT_COLUMNS, *extra]))
         for label, hits in results:
-            for h in hits:
+            for i, h in enumerate(hits):
                 query = h.query_gene_symbol or h.query_gene_id or label
                 cells = ["" if getattr(h, c) is None else str(getattr(h, c)) for c in HIT_COLUMNS]
-                click.echo("\t".join([query, *cells]))
+                click.echo("\t".join([query, *cells, *aligned(i)]))
     else:
         from rich.table import Table
 
         for label, hits in results:
             table = Table(title=label)
-            for column in HIT_COLUMNS:
-                table.add_column(column, justify="right" if column in ("score", "rank", "margin") else "left")
-            for h in hits:
+            for column in (*HIT_COLUMNS, *extra):
+                table.add_column(column, justify="right" if column in ("score", "rank", "margin", *extra) else "left")
+            for i, h in enumerate(hits):
                 margin = "" if h.margin is None else f"{h.margin:.4f}"
                 rbh = "RBH" if h.is_rbh else ""
-                table.add_row(h.species, h.gene_id, h.gene_symbol or "", f"{h.score:.4f}", str(h.rank), rbh, margin)
+                cells = [h.species, h.gene_id, h.gene_symbol or "", f"{h.score:.4f}", str(h.rank), rbh, margin]
+                table.add_row(*cells, *aligned(i))
             console().print(table)
 
 
@@ -78,7 +101,8 @@ def query_command(
     """Homologs of GENE (symbol or ID) from --from species, or of raw sequences (--sequence/--fasta).
 
     Each hit has its cosine score, rank, margin to the next hit and whether it is a reciprocal
-    best hit. Examples: `orthovec query TP53 --from human --to mouse`;
+    best hit; gene queries also show MMseqs2 bits, BSR, identity and E-value when `orthovec align`
+    has aligned the species. Examples: `orthovec query TP53 --from human --to mouse`;
     `orthovec query --sequence MEEPQSDPSV... --to mouse --format json`.
     """
     from orthovec.lookup.load import check_store_space
@@ -95,7 +119,15 @@ def query_command(
         if gene is not None:
             if not from_species:
                 raise UserError(f"Which species is {gene} from? Add --from SPECIES.")
-            print_results([(gene, homologs_of_gene(store, gene, from_species, list(to_species), k, model))], fmt)
+            hits = homologs_of_gene(store, gene, from_species, list(to_species), k, model)
+            from orthovec.lookup.align import hit_alignments
+
+            alignments = (
+                hit_alignments(atlas, from_species, str(hits[0].query_gene_id), [(h.species, h.gene_id) for h in hits])
+                if hits
+                else None
+            )
+            print_results([(gene, hits)], fmt, alignments)
             return
         if not to_species:
             raise UserError("Sequence queries need at least one --to SPECIES.")
@@ -318,8 +350,8 @@ def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pair
     click.echo(f"pairs     {r.n_pairs:,} ({r.pairs}; genes matched by {r.matched_by})")
     if r.graph_precision is not None:
         click.echo(
-            f"graph     precision {r.graph_precision:.4f}, recall {r.graph_recall:.4f} of {r.graph_pairs:,} homology-graph"
-            " pairs against every reference ortholog pair (one2many and many2many included)"
+            f"graph     precision {r.graph_precision:.4f}, recall {r.graph_recall:.4f} of {r.graph_pairs:,} "
+            "homology-graph pairs against every reference ortholog pair (one2many and many2many included)"
         )
 
 

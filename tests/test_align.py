@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -291,3 +292,29 @@ def test_unrelated_genes_are_candidates_but_not_one_to_one_calls() -> None:
     assert called.height <= 22  # chance pairs stay uncalled (E-value above the floor)
     assert table.filter(pl.col("rank_ab") == 1).height == 300  # ...but every gene keeps its candidates
     assert table.filter(pl.col("is_one2one_optimal")).height <= 22
+
+
+def test_a_gene_query_shows_the_alignment_of_its_hits(aligned: Atlas, tmp_path: Path) -> None:
+    from orthovec.lookup.load import load_atlas
+    from orthovec.lookup.store import open_store
+
+    best = (
+        _frame(read_table(aligned.alignment("human", "mouse"), ALIGNMENT))
+        .sort("bits", descending=True)
+        .row(0, named=True)
+    )
+    atlas = _with_vectors(aligned, tmp_path / "atlas", plant=(best["gene_id_a"], best["gene_id_b"]))
+    store = open_store(atlas)
+    try:
+        load_atlas(atlas, store)
+    finally:
+        store.close()
+    args = ["query", best["gene_id_a"], "--from", "human", "--to", "mouse", "-k", "3", "--atlas", str(atlas.root)]
+    result = CliRunner().invoke(main, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert hits[0]["gene_id"] == best["gene_id_b"]  # the planted vector
+    assert hits[0]["alignment"]["bits"] == pytest.approx(best["bits"]) and hits[0]["alignment"]["bsr"] > 0.5
+    assert all("alignment" in hit for hit in hits)
+    table = CliRunner().invoke(main, args)
+    assert table.exit_code == 0 and "bsr" in table.output
