@@ -77,7 +77,7 @@ def main() -> None:
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> None:
-    """Run the main job on a shipped example: index two species, map them, query homologs.
+    """Run the main job on a shipped example: index two species, align and map them, query homologs.
 
     Example: orthovec random-weights /tmp/8M.pt --arch 8M && orthovec demo --weights /tmp/8M.pt
     """
@@ -92,7 +92,7 @@ def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> 
     summary, agreement = result.mapping, result.agreement
     out.print(
         f"   {summary.candidates:,} candidate pairs, {summary.rbh} reciprocal best hits, "
-        f"{summary.one2one_greedy} one-to-one pairs, {summary.groups} homology groups"
+        f"{summary.one2one_greedy} one-to-one pairs, {summary.groups} homology groups ({summary.evidence} evidence)"
     )
     out.print(
         f"   one-to-one pairs agreeing with DIOPT (7/7 tools): {agreement.n_correct} of {agreement.n_reference} "
@@ -100,14 +100,16 @@ def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> 
     )
     if result.random_weights:
         out.print(
-            "   [yellow]These weights are random (orthovec random-weights): the agreement above measures the "
-            "code path, not biology. Pass pretrained ESM-2 weights for a real mapping.[/yellow]"
+            "   [yellow]These weights are random (orthovec random-weights): embedding scores, and the query hits "
+            "below, measure the code path, not biology. The one-to-one calls above rest on the MMseqs2 alignments, "
+            "which are real sequence evidence. Pass pretrained ESM-2 weights for real embeddings.[/yellow]"
         )
-    out.print("3. query homologs of human genes in the frog")
+    out.print("4. query homologs of human genes in the frog (embedding nearest neighbours)")
     print_results(list(result.queries.items()), "table")
-    out.print("4. files")
+    out.print("5. files")
     for species in ("human", "xenopus_tropicalis"):
         out.print(f"   genes:    {atlas_dir.genes(species, result.model)}")
+    out.print(f"   alignment: {atlas_dir.alignment('human', 'xenopus_tropicalis')}")
     out.print(f"   mapping:  {summary.path}")
     out.print(f"   store:    {atlas_dir.qdrant(result.model)} (embedded Qdrant Edge)")
     out.print(f"Next: orthovec query GENE --from human --to xenopus_tropicalis --atlas {atlas}")

@@ -46,7 +46,8 @@ def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> 
     atlas = tmp_path_factory.mktemp("demo") / "atlas"
     result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
     assert result.exit_code == 0, result.output
-    assert "one-to-one pairs agreeing with DIOPT" in result.output and "AK2" in result.output
+    # The one-to-one calls rest on MMseqs2 alignments (real evidence), so random weights still recover them.
+    assert "one-to-one pairs agreeing with DIOPT (7/7 tools): 150 of 150" in result.output and "AK2" in result.output
     assert "These weights are random" in result.output  # the agreement figure measures no biology
     return atlas
 
