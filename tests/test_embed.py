@@ -125,7 +125,12 @@ def test_input_order_is_kept_and_progress_counts_everything(tiny: LoadedModel) -
     assert _cosines(forward, backward).min() >= 0.9999
     assert len(calls) > 1
     assert sum(c[0] for c in calls) == len(sequences)
-    assert sum(c[1] for c in calls) == sum(map(len, sequences[:-1])) + 2 * 1022  # two windows cover 1500
+    # Progress counts each protein's residues once, so it ends at exactly 100% of the proteome even
+    # though two overlapping windows embed 2 x 1022 residues of the 1500-residue protein.
+    assert sum(c[1] for c in calls) == sum(map(len, sequences))
+    truncated: list[tuple[int, int]] = []
+    Encoder(tiny, long_seqs="truncate").embed(sequences, progress=lambda p, r: truncated.append((p, r)))
+    assert sum(c[1] for c in truncated) == sum(map(len, sequences))  # 1022 embedded, 1500 done
 
 
 def test_batches_are_length_sorted_within_the_padded_token_budget() -> None:

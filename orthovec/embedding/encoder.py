@@ -54,6 +54,9 @@ class Piece:
     stop: int
     weights: np.ndarray  # (stop - start,) summing, over all of a protein's pieces, to 1
     completes: bool  # the protein's last piece (for progress counting)
+    # The protein's residues this piece accounts for in progress: over all its pieces they sum to the
+    # protein's length, whether windows overlap or truncation embeds fewer residues.
+    progress_residues: int
 
     @property
     def length(self) -> int:
@@ -66,16 +69,20 @@ def plan_pieces(lengths: Sequence[int], long_seqs: LongSeqs, window: int, overla
     for protein, length in enumerate(lengths):
         if length <= window or long_seqs == "truncate":
             kept = min(length, window)
-            pieces.append(Piece(protein, 0, kept, np.full(kept, 1.0 / kept), True))
+            pieces.append(Piece(protein, 0, kept, np.full(kept, 1.0 / kept), True, length))
             continue
         n_windows = math.ceil((length - overlap) / (window - overlap))
         starts = np.linspace(0, length - window, n_windows).round().astype(int)
         coverage = np.zeros(length)
         for start in starts:
             coverage[start : start + window] += 1
+        covered = 0  # windows start in increasing order: each counts the residues no earlier one covered
         for i, start in enumerate(starts):
             weights = 1.0 / (coverage[start : start + window] * length)
-            pieces.append(Piece(protein, int(start), int(start) + window, weights, i == len(starts) - 1))
+            stop = int(start) + window
+            last = i == len(starts) - 1
+            pieces.append(Piece(protein, int(start), stop, weights, last, stop - max(int(start), covered)))
+            covered = stop
     return pieces
 
 
@@ -162,7 +169,7 @@ class Encoder:
                 vectors = self._embed_rows([sequences[p.protein][p.start : p.stop] for p in rows], rows)
                 pooled.index_add_(0, self._to_device(torch.tensor([p.protein for p in rows])), vectors.double())
                 if progress is not None:
-                    progress(sum(p.completes for p in rows), sum(p.length for p in rows))
+                    progress(sum(p.completes for p in rows), sum(p.progress_residues for p in rows))
         return pooled.float().cpu().numpy()
 
     def _to_device(self, host: torch.Tensor) -> torch.Tensor:
