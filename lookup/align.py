@@ -212,7 +212,8 @@ def _work_dir(target: Path) -> Iterator[Path]:
         pid = stale.name.removeprefix(stem)
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-    work = target.parent / f"{stem}{os.getpid()}"
+    # Absolute: MMseqs2 runs inside this directory, so a relative atlas path would point elsewhere.
+    work = (target.parent / f"{stem}{os.getpid()}").resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:

@@ -318,3 +318,14 @@ def test_a_gene_query_shows_the_alignment_of_its_hits(aligned: Atlas, tmp_path: 
     assert all("alignment" in hit for hit in hits)
     table = CliRunner().invoke(main, args)
     assert table.exit_code == 0 and "bsr" in table.output
+
+
+def test_align_works_with_a_relative_atlas_path(
+    aligned: Atlas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MMseqs2 runs inside its work directory, so every path handed to it must not depend on the caller's."""
+    shutil.copytree(aligned.root / "species", tmp_path / "atlas" / "species")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["align", "human", "mouse", "--threads", "1", "--atlas", "atlas"])
+    assert result.exit_code == 0, result.output
+    assert read_table(Path("atlas/alignments/human__mouse.parquet"), ALIGNMENT).num_rows > PLANTED
