@@ -22,23 +22,20 @@ FROG = "xenopus_tropicalis"
 
 
 @pytest.fixture(scope="module")
-def atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Path:
-    """The demo atlas (human + frog, tiny random model): genes and an embedding mapping, no alignments."""
-    atlas = tmp_path_factory.mktemp("export") / "atlas"
-    result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
-    assert result.exit_code == 0, result.output
-    return atlas
+def aligned_atlas(demo_atlas: Path) -> Path:
+    """The demo atlas (human + frog, tiny random model): genes, real MMseqs2 alignments, a fused map."""
+    return demo_atlas
 
 
 @pytest.fixture(scope="module")
-def aligned_atlas(atlas: Path) -> Path:
-    """The same atlas after `orthovec align` (real MMseqs2) and a fused map."""
-    aligned = atlas.parent / "aligned"
-    shutil.copytree(atlas, aligned)
-    for command in (["align", "human", FROG], ["map", "human", FROG, "--evidence", "fused"]):
-        result = CliRunner().invoke(main, [*command, "--atlas", str(aligned)])
-        assert result.exit_code == 0, result.output
-    return aligned
+def atlas(demo_atlas: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same atlas without alignments: genes and an embedding-only mapping."""
+    atlas = tmp_path_factory.mktemp("export") / "atlas"
+    shutil.copytree(demo_atlas, atlas)
+    shutil.rmtree(atlas / "alignments")
+    result = CliRunner().invoke(main, ["map", "human", FROG, "--evidence", "embedding", "--atlas", str(atlas)])
+    assert result.exit_code == 0, result.output
+    return atlas
 
 
 def _genes(atlas: Path, species: str) -> pd.DataFrame:
