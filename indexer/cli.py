@@ -19,7 +19,7 @@ from orthovec.embedding.architectures import (
     architecture_name,
 )
 from orthovec.indexer.settings import CHUNK_RESIDUES, POOLINGS, Pooling, Unresolved
-from orthovec.options import atlas_option, console, emit_rows, output_format, qdrant_options
+from orthovec.options import atlas_option, console, emit_rows, output_format, qdrant_options, shard_option
 from orthovec.progress import WorkProgress
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
@@ -28,16 +28,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from orthovec.indexer.pipeline import ProgressFactory
-
-
-def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        i, n = (int(part) for part in value.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected I/N, for example 0/4") from None
-    return i, n
 
 
 @contextlib.contextmanager
@@ -85,7 +75,7 @@ def _embedding_progress(log_console: Console) -> Iterator[ProgressFactory]:
     help="Sequences over 1022 residues: average overlapping windows, or keep the first 1022.",
 )
 @click.option("--layer", type=int, help="Representation layer (default: the last).")
-@click.option("--shard", callback=_parse_shard, metavar="I/N", help="Embed only shard I of N (0-based).")
+@shard_option("Embed only shard I of N (0-based).")
 @click.option(
     "--gene-map",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),

@@ -127,3 +127,18 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        i, n = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected I/N, for example 0/4") from None
+    return i, n
+
+
+def shard_option(help_text: str) -> Callable[[F], F]:
+    """--shard I/N, one array task's share of the work (`index` and `build` agree on what it means)."""
+    return click.option("--shard", callback=_parse_shard, metavar="I/N", help=help_text)

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orthovec.indexer.cli import _parse_shard
-from orthovec.options import atlas_option, console, qdrant_options
+from orthovec.options import atlas_option, console, qdrant_options, shard_option
 from orthovec.schemas.atlas import Atlas
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Independent steps side by side (downloads, alignments, mappings); index steps take turns.",
 )
-@click.option("--shard", callback=_parse_shard, metavar="I/N", help="Array task I of N: fetch and embed only.")
+@shard_option("Array task I of N: fetch and embed only.")
 @click.option("--refresh-sources", is_flag=True, help="Download remote sources again; unchanged ones redo nothing.")
 @qdrant_options()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
