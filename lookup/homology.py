@@ -35,7 +35,24 @@ ENSEMBL_RELATION = {
     "ortholog_one2many": "one2many",
     "ortholog_many2many": "many2many",
 }
-FLIPPED = {"one2many": "many2one", "many2one": "one2many"}
+
+
+def _ensembl_relation(rows: pl.DataFrame) -> pl.Series:
+    """MAPPING relations of oriented BioMart rows.
+
+    Ensembl's `ortholog_one2many` does not say which side is the "one": a query gene with several
+    targets and a target gene with several queries carry the same label. The side is read from the
+    rows themselves: the "many" side is the gene that appears in several one2many rows.
+    """
+    relation = rows["homology_type"].replace_strict(ENSEMBL_RELATION, default=None)
+    one2many = relation == "one2many"
+    if not one2many.any():
+        return relation
+    pairs = rows.filter(one2many)
+    a_degree = pairs["gene_id_a"].value_counts().filter(pl.col("count") > 1)["gene_id_a"]
+    b_degree = pairs["gene_id_b"].value_counts().filter(pl.col("count") > 1)["gene_id_b"]
+    many2one = one2many & ~rows["gene_id_a"].is_in(a_degree.implode()) & rows["gene_id_b"].is_in(b_degree.implode())
+    return pl.select(pl.when(many2one).then(pl.lit("many2one")).otherwise(relation)).to_series().alias("relation")
 
 
 def _normalise(name: str) -> str:
@@ -60,7 +77,8 @@ class BiomartLayout:
 
 def detect_biomart(columns: list[str], source: str) -> BiomartLayout:
     normal = {_normalise(c): c for c in columns}
-    target = next((n for n in normal if re.fullmatch(r"\w+ gene name", n) and n != "gene name"), None)
+    # Ensembl names species by common names of one or more words ("Tropical clawed frog gene name").
+    target = next((n for n in normal if re.fullmatch(r"[a-z0-9 ]+ gene name", n) and n != "gene name"), None)
     if "gene name" not in normal or target is None:
         raise UserError(
             f"{source}: not a recognised Ensembl BioMart homology export. Expected columns 'Gene name' and "
@@ -68,6 +86,7 @@ def detect_biomart(columns: list[str], source: str) -> BiomartLayout:
             f"'%id. ...', '<Species> orthology confidence [0 low, 1 high]'); found: {', '.join(columns)}."
         )
     label = target.removesuffix(" gene name")
+    species = re.escape(label)
 
     def find(pattern: str) -> str | None:
         return next((original for n, original in normal.items() if re.fullmatch(pattern, n)), None)
@@ -77,12 +96,12 @@ def detect_biomart(columns: list[str], source: str) -> BiomartLayout:
         target_name=normal[target],
         target_label=label,
         query_id=find(r"gene stable id"),
-        target_id=find(rf"{label} gene stable id"),
-        homology_type=find(rf"{label} homology type"),
-        perc_target=find(rf"id target {label} gene identical to query gene"),
-        perc_query=find(rf"id query gene identical to target {label} gene"),
-        confidence=find(rf"{label} orthology confidence 0 low 1 high"),
-        goc=find(rf"{label} gene order conservation score"),
+        target_id=find(rf"{species} gene stable id"),
+        homology_type=find(rf"{species} homology type"),
+        perc_target=find(rf"id target {species} gene identical to query gene"),
+        perc_query=find(rf"id query gene identical to target {species} gene"),
+        confidence=find(rf"{species} orthology confidence 0 low 1 high"),
+        goc=find(rf"{species} gene order conservation score"),
     )
 
 
@@ -188,11 +207,8 @@ def import_biomart(path: Path, species_a: str, species_b: str) -> pa.Table:
     has_target = pl.col("gene_id_b").is_not_null() & (pl.col("gene_id_b") != "") & pl.col("gene_id_a").is_not_null()
     rows = rows.filter(has_target & pl.col("homology_type").fill_null("ortholog").str.starts_with("ortholog"))
     rows = rows.unique(subset=["gene_id_a", "gene_id_b"], keep="first", maintain_order=True)
-    relation = rows["homology_type"].replace_strict(ENSEMBL_RELATION, default=None)
-    if swap:
-        relation = relation.replace_strict(FLIPPED, default=relation)
     rows = rows.with_columns(
-        relation=relation,
+        relation=_ensembl_relation(rows),
         score=((pl.col("perc_id_ab") + pl.col("perc_id_ba")) / 200).cast(pl.Float32),
     )
     if rows["relation"].null_count():

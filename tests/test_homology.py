@@ -35,10 +35,29 @@ def test_biomart_export_with_identities_scores_pairs_by_mean_identity() -> None:
     rows = _frame(import_biomart(shared_file("reference/seed_human_mouse_ENS_M2M.tsv.gz"), "human", "mouse"))
     row = rows.filter(pl.col("perc_id_ab").is_not_null()).row(0, named=True)
     assert row["score"] == pytest.approx((row["perc_id_ab"] + row["perc_id_ba"]) / 200, rel=1e-5)
-    assert set(rows["relation"].unique()) == {"one2one", "one2many", "many2many"}
+    assert set(rows["relation"].unique()) == {"one2one", "one2many", "many2one", "many2many"}
+    _assert_one2many_sides_follow_the_pairs(rows)
+    # Ensembl labels both directions `ortholog_one2many`: two human genes share mouse Tekt4 (many2one).
+    tekt4 = rows.filter(pl.col("gene_symbol_b") == "Tekt4")
+    assert set(tekt4["gene_symbol_a"]) == {"MAFIP", "TEKT4"} and set(tekt4["relation"]) == {"many2one"}
     # Every gene of a one2many group shares the group id of its partner.
     multi = rows.filter(pl.col("relation") == "one2many")
     assert multi.group_by("gene_id_a").agg(pl.col("group_id").n_unique())["group_id"].max() == 1
+
+
+def _assert_one2many_sides_follow_the_pairs(rows: pl.DataFrame) -> None:
+    """many2one: a B gene with several A partners; one2many never where the pairs show that shape.
+
+    Partners are counted among Ensembl's `ortholog_one2many` pairs; a row whose partners the export
+    left out stays one2many, Ensembl's own label."""
+    rows = rows.filter(pl.col("homology_type") == "ortholog_one2many")
+    partners_a = rows.group_by("gene_id_a").len().rename({"len": "partners_a"})
+    partners_b = rows.group_by("gene_id_b").len().rename({"len": "partners_b"})
+    both = rows.join(partners_a, on="gene_id_a").join(partners_b, on="gene_id_b")
+    many2one = both.filter(pl.col("relation") == "many2one")
+    assert many2one.height and ((many2one["partners_b"] > 1) & (many2one["partners_a"] == 1)).all()
+    one2many = both.filter(pl.col("relation") == "one2many")
+    assert one2many.height and not ((one2many["partners_a"] == 1) & (one2many["partners_b"] > 1)).any()
 
 
 def test_an_export_made_from_the_other_species_is_oriented_by_from_and_to() -> None:
@@ -46,7 +65,8 @@ def test_an_export_made_from_the_other_species_is_oriented_by_from_and_to() -> N
     assert rows.row(0, named=True)["gene_symbol_a"] == "MT-ND1"  # human on the A side
     counts = dict(rows["relation"].value_counts().iter_rows())
     assert counts["one2one"] == 16_621
-    assert "many2one" in counts and "one2many" not in counts  # mouse-side one2many flips
+    assert counts["one2many"] and counts["many2one"]  # Ensembl's one2many label names neither side
+    _assert_one2many_sides_follow_the_pairs(rows)
 
 
 def test_published_esm2_15b_mapping_reproduces_its_precision_against_ensembl() -> None:
@@ -154,7 +174,7 @@ def test_a_mouse_side_export_is_oriented_by_its_column_names_whatever_the_specie
     rows = _frame(import_biomart(export, "homo_sapiens", "mus_musculus"))
     first = rows.row(0, named=True)
     assert (first["gene_symbol_a"], first["gene_symbol_b"]) == ("MT-ND1", "mt-Nd1")
-    assert "many2one" in set(rows["relation"]) and "one2many" not in set(rows["relation"])
+    _assert_one2many_sides_follow_the_pairs(rows)
 
 
 def test_an_export_whose_target_is_neither_species_is_refused() -> None:
@@ -209,3 +229,15 @@ def test_fused_import_takes_the_embedding_score_of_a_fused_map(tmp_path: Path) -
     rows = _frame(import_homology(tmp_path / "ens.tsv", "human", "mouse", "biomart", "fused", ensembl))
     assert rows["embedding_score"].to_list() == [pytest.approx(0.3)]  # not the fused 1 + BSR score
     assert rows["score"].to_list() == [pytest.approx((0.8 + 0.3) / 2)]
+
+
+def test_a_biomart_export_naming_a_species_in_several_words_is_read(tmp_path: Path) -> None:
+    """Ensembl's common names can be several words ("Tropical clawed frog gene name")."""
+    export = tmp_path / "frog.tsv"
+    export.write_text(
+        "Gene stable ID\tGene name\tTropical clawed frog gene stable ID\tTropical clawed frog gene name\t"
+        "Tropical clawed frog homology type\n"
+        "ENSG1\tTP53\tENSXETG1\ttp53\tortholog_one2one\n"
+    )
+    rows = _frame(import_biomart(export, "human", "xenopus_tropicalis"))
+    assert rows.select("gene_id_a", "gene_id_b", "relation").row(0) == ("ENSG1", "ENSXETG1", "one2one")
