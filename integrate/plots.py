@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import anndata as ad
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow as pa

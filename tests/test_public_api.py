@@ -63,3 +63,9 @@ def test_a_gene_query_from_the_command_line_loads_no_model_code(demo_atlas: Path
     )
     found = _modules_after(run_query, tmp_path)
     assert "torch" not in found["loaded"] and "scanpy" not in found["loaded"]
+
+
+def test_importing_the_plotting_code_leaves_the_callers_matplotlib_backend_alone(tmp_path: Path) -> None:
+    probe = "import matplotlib; matplotlib.use('svg'); import orthovec.integrate.plots; print(matplotlib.get_backend())"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "svg"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orthovec.options import atlas_option, console, qdrant_options, shard_option
+from orthovec.options import atlas_option, console, output_format, qdrant_options, shard_option
 from orthovec.schemas.atlas import Atlas
 
 if TYPE_CHECKING:
@@ -193,8 +193,8 @@ def _count(value: object) -> str:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write the FASTA.")
 @click.option("--sha256", help="Expected SHA-256 of the file; a different download is refused.")
 @atlas_option
-@click.option("--json", "as_json", is_flag=True, help="Print the provenance record as JSON.")
-def fetch_proteome_command(source: str, out: Path, sha256: str | None, atlas: Atlas, as_json: bool) -> None:
+@output_format("table", "json", deprecated_json=True)
+def fetch_proteome_command(source: str, out: Path, sha256: str | None, atlas: Atlas, fmt: str) -> None:
     """Download a proteome: a UniProt proteome id, ensembl:SPECIES@RELEASE, or an http(s) URL.
 
     Transfers resume and retry with backoff; the file is checked (gzip complete, FASTA records,
@@ -217,7 +217,7 @@ def fetch_proteome_command(source: str, out: Path, sha256: str | None, atlas: At
         log=lambda line: log_console.print(line, highlight=False, markup=False, emoji=False),
     )
     copy_verified(fetched, out)
-    if as_json:
+    if fmt == "json":  # the provenance record
         click.echo(json.dumps({**fetched.to_dict(), "out": str(out)}, indent=2, default=str))
         return
     click.echo(f"{out}: {fetched.n_records:,} records, sha256 {fetched.sha256} (from {fetched.url or fetched.path})")
