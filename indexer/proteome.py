@@ -15,17 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import esm
 import pyarrow as pa
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
+from orthovec.embedding.sequences import invalid_residues, normalise
 from orthovec.indexer.settings import Unresolved
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.files import open_text
 from orthovec.schemas.tables import PROTEINS
-
-#: Residue letters ESM-2 has tokens for (20 standard + X B U Z O), from fair-esm's own alphabet.
-ESM_RESIDUES = frozenset(t for t in esm.data.Alphabet.from_architecture("ESM-1b").standard_toks if t.isalpha())
 
 #: What `open_text` puts where a file has bytes that are not UTF-8.
 UNDECODABLE = "\ufffd"
@@ -35,27 +32,6 @@ EXAMPLES_PER_REASON = 5
 def seq_hash(sequence: str) -> str:
     """Content key of a cleaned sequence: identical sequences are embedded once."""
     return hashlib.sha256(sequence.encode()).hexdigest()[:32]
-
-
-def normalise(raw: str) -> str:
-    """Upper case, whitespace and trailing stop codons removed."""
-    return "".join(raw.split()).upper().rstrip("*")
-
-
-def invalid_residues(sequence: str) -> str:
-    """Characters of a normalised sequence that ESM-2 has no token for ('' when valid)."""
-    return "".join(sorted(set(sequence) - ESM_RESIDUES))
-
-
-def clean_sequence(raw: str, where: str) -> str:
-    """A query sequence ready to embed, or a UserError naming `where`."""
-    sequence = normalise(raw)
-    if not sequence:
-        raise UserError(f"{where}: empty sequence.")
-    bad = invalid_residues(sequence)
-    if bad:
-        raise UserError(f"{where}: {bad!r} are not amino-acid letters ESM-2 knows (20 standard + XBUZO).")
-    return sequence
 
 
 @dataclass

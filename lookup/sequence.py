@@ -44,7 +44,7 @@ def embedder_for_atlas(atlas: Atlas, model: str, weights: Path | None, device: s
     """
     from orthovec.embedding.encoder import Encoder
     from orthovec.embedding.model import load_model
-    from orthovec.indexer.proteome import clean_sequence
+    from orthovec.embedding.sequences import clean_sequence
 
     settings = atlas_embedding_settings(atlas, model)
     space = EmbeddingSpace.from_provenance(settings)
