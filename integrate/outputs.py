@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orthovec.schemas.errors import Invalid, Unavailable
+from orthovec.schemas.files import process_alive
 
 #: A previous integration's output; anything else in a non-empty --out is the user's and is not replaced.
 RESULT_MARKER = "metrics.json"
@@ -28,21 +29,11 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _leftovers(out: Path, suffix: str) -> list[Path]:
     found = []
     for path in out.parent.glob(f".{out.name}.*.{suffix}"):
         pid = path.name[len(out.name) + 2 : -len(suffix) - 1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             found.append(path)
     return sorted(found, key=lambda p: p.stat().st_mtime)
 

@@ -41,6 +41,7 @@ import pyarrow as pa
 from orthovec import __version__
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import NotFound, Unavailable, UserError
+from orthovec.schemas.files import process_alive
 from orthovec.schemas.tables import ALIGNMENT, PROTEINS, read_provenance, read_table, write_table
 
 Progress = Callable[[str], None]
@@ -210,7 +211,7 @@ def _work_dir(target: Path) -> Iterator[Path]:
     stem = f".{target.stem}.mmseqs."
     for stale in target.parent.glob(f"{stem}*"):
         pid = stale.name.removeprefix(stem)
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     # Absolute: MMseqs2 runs inside this directory, so a relative atlas path would point elsewhere.
     work = (target.parent / f"{stem}{os.getpid()}").resolve()
@@ -220,16 +221,6 @@ def _work_dir(target: Path) -> Iterator[Path]:
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _search_both_ways(

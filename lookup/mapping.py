@@ -437,12 +437,7 @@ def _ranks(keys: np.ndarray, ranked_keys: np.ndarray, k: int) -> np.ndarray:
 
 def choose_mapping_model(atlas: Atlas, species: Sequence[str], model: str | None) -> str:
     """The model every species was indexed with (or the requested one), with clear errors."""
-    known = atlas.species_names()
-    if not known:
-        raise UserError(f"The atlas {atlas.root} is empty: index proteomes with `orthovec index` first.")
-    for name in species:
-        if name not in known:
-            raise UserError(f"Unknown species '{name}' in {atlas.root}; it holds: {', '.join(known)}.")
+    check_species(atlas, species)
     models = {name: set(atlas.models_for(name)) for name in species}
     if model:
         missing = [name for name, found in models.items() if model not in found]
@@ -480,7 +475,7 @@ def map_species(
         raise UserError("Give at least two different species to map.")
     if out and len(species) > 2:
         raise UserError("--out names one file, so it only works for one pair of species.")
-    _check_species(atlas, species)
+    check_species(atlas, species)
     model = _vectors_model(atlas, species, model, params.evidence)
     genes = {name: _genes(atlas, name, model) for name in species}
     weights = (
@@ -526,7 +521,8 @@ def map_species(
     return summaries
 
 
-def _check_species(atlas: Atlas, species: Sequence[str]) -> None:
+def check_species(atlas: Atlas, species: Sequence[str]) -> None:
+    """Every name is a species of the atlas, or a NotFound naming those it holds."""
     known = atlas.species_names()
     if not known:
         raise NotFound(f"The atlas {atlas.root} is empty: index proteomes with `orthovec index` first.")
