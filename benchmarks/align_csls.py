@@ -21,8 +21,8 @@ from perturbed_human import HUMAN, write_subset_and_mutant
 def main() -> None:
     from orthovec.indexer.pipeline import IndexConfig
     from orthovec.indexing import index_proteome
-    from orthovec.lookup.evaluate import predicted_pairs
-    from orthovec.lookup.mapping import MappingParams, map_species
+    from orthovec.lookup.homology.evaluate import predicted_pairs
+    from orthovec.lookup.homology.mapping import MappingParams, map_species
     from orthovec.schemas.atlas import Atlas
     from orthovec.schemas.tables import MAPPING, read_table
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 if TYPE_CHECKING:
-    from orthovec.lookup.evaluate import Evaluation
+    from orthovec.lookup.homology.evaluate import Evaluation
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROTEOMES = {
@@ -107,7 +107,7 @@ def speed(atlas_root: Path, threads: int, proteins: int | None) -> None:
     With `proteins`, both run on the first N proteins of each species (a sub-atlas beside the
     atlas), which keeps the comparison affordable on a busy machine; the ratio is what counts.
     """
-    from orthovec.lookup.align import mmseqs_binary
+    from orthovec.lookup.homology.align import mmseqs_binary
     from orthovec.schemas.atlas import Atlas
     from orthovec.schemas.tables import PROTEINS, read_table, write_table
 
@@ -165,7 +165,7 @@ def symbols_of(atlas_root: Path, species: str) -> set[str]:
 
 def ensembl_truth(atlas_root: Path) -> pl.DataFrame:
     """All Ensembl human → mouse ortholog rows whose two genes (by symbol) are in the proteome files."""
-    from orthovec.lookup.homology import import_biomart
+    from orthovec.lookup.homology.imported import import_biomart
 
     truth = pl.from_arrow(import_biomart(DATA / "orthologs" / "human_mouse_ensembl_biomart.csv.gz", "human", "mouse"))
     assert isinstance(truth, pl.DataFrame)
@@ -178,7 +178,7 @@ def ensembl_truth(atlas_root: Path) -> pl.DataFrame:
 
 def diopt_truth(atlas_root: Path) -> pl.DataFrame:
     """DIOPT human–frog pairs with ≥ 5 of 7 tools, both genes in the files (Entrez IDs = gene_id)."""
-    from orthovec.lookup.homology import import_pairs
+    from orthovec.lookup.homology.imported import import_pairs
     from orthovec.schemas.atlas import Atlas
 
     atlas = Atlas(atlas_root)
@@ -199,8 +199,8 @@ def diopt_truth(atlas_root: Path) -> pl.DataFrame:
 
 
 def quality(atlas_root: Path, species_b: str, truth: pl.DataFrame, reference_15b: bool) -> None:
-    from orthovec.lookup.evaluate import evaluate
-    from orthovec.lookup.mapping import MappingParams, map_species
+    from orthovec.lookup.homology.evaluate import evaluate
+    from orthovec.lookup.homology.mapping import MappingParams, map_species
     from orthovec.schemas.atlas import Atlas
 
     atlas = Atlas(atlas_root)
@@ -239,8 +239,8 @@ def quality(atlas_root: Path, species_b: str, truth: pl.DataFrame, reference_15b
 
 def margin_sweep(atlas_root: Path, truth: pl.DataFrame, margins: list[float]) -> None:
     """The alignment homology graph at each --margin against every Ensembl ortholog pair."""
-    from orthovec.lookup.evaluate import evaluate
-    from orthovec.lookup.mapping import MappingParams, map_species
+    from orthovec.lookup.homology.evaluate import evaluate
+    from orthovec.lookup.homology.mapping import MappingParams, map_species
     from orthovec.schemas.atlas import Atlas
 
     print("\n| `--margin` | graph pairs | precision | recall | one2one precision | one2one recall |")
@@ -280,7 +280,7 @@ def main() -> None:
         speed(args.atlas, args.threads, args.speed_proteins)
     if args.skip_quality:
         return
-    from orthovec.lookup.align import align_species
+    from orthovec.lookup.homology.align import align_species
     from orthovec.schemas.atlas import Atlas
 
     for species_b in ("mouse", "xenopus_tropicalis"):

@@ -52,7 +52,7 @@ LABELS = {
 
 def build_mapping(name: str, work: Path, atlas: Path | None) -> Path | str:
     """The mapping file of one row (written once into WORK), or 'symbols'."""
-    from orthovec.lookup.homology import import_homology
+    from orthovec.lookup.homology.imported import import_homology
     from orthovec.schemas.tables import MAPPING, write_table
 
     if name == "symbols":
@@ -65,7 +65,7 @@ def build_mapping(name: str, work: Path, atlas: Path | None) -> Path | str:
     if name.startswith("orthovec_"):
         if atlas is None:
             raise SystemExit(f"{name} needs --atlas with human and mouse indexed and aligned (see the docstring).")
-        from orthovec.lookup.mapping import MappingParams, map_species
+        from orthovec.lookup.homology.mapping import MappingParams, map_species
         from orthovec.schemas.atlas import Atlas
 
         evidence = name.removeprefix("orthovec_")

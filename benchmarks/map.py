@@ -6,7 +6,7 @@ Species A: `--genes` random gene vectors; species B: A plus Gaussian noise, shuf
 for "a proteome vs a perturbed copy"; the cost of both methods depends only on the sizes).
 Baseline, as in the published pLM cross-species scripts: the dense n×m Pearson correlation
 matrix (float64), a full preference ranking of every row and every column (argsort), then greedy
-one-to-one matching over those rankings. orthovec: `orthovec.lookup.mapping.build_mapping` with
+one-to-one matching over those rankings. orthovec: `orthovec.lookup.homology.mapping.build_mapping` with
 `--metric pearson` (blocked top-k, greedy + optimal one-to-one, homology groups, the whole
 table). Each side runs in its own process (peak memory = that process's max RSS); the best of
 `--repeats` is kept. Prints seconds, peak memory, the ratio and whether the one-to-one pairs are
@@ -32,7 +32,7 @@ def vectors(n: int, dim: int, noise: float) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def dense_literature(a: np.ndarray, b: np.ndarray) -> set[tuple[int, int]]:
-    from orthovec.lookup.one2one import greedy_one2one
+    from orthovec.lookup.homology.one2one import greedy_one2one
 
     a64 = a.astype(np.float64) - a.mean(axis=1, keepdims=True)
     b64 = b.astype(np.float64) - b.mean(axis=1, keepdims=True)
@@ -48,7 +48,7 @@ def dense_literature(a: np.ndarray, b: np.ndarray) -> set[tuple[int, int]]:
 
 
 def orthovec_map(a: np.ndarray, b: np.ndarray) -> set[tuple[int, int]]:
-    from orthovec.lookup.mapping import MappingParams, build_mapping
+    from orthovec.lookup.homology.mapping import MappingParams, build_mapping
     from orthovec.schemas.tables import genes_table
 
     ga = genes_table("a", [str(i) for i in range(len(a))], a)

@@ -43,8 +43,8 @@ def write_subset_and_mutant(source: Path, n: int, rate: float, out_dir: Path, se
 def main() -> None:
     from orthovec.indexer.pipeline import IndexConfig
     from orthovec.indexing import index_proteome
-    from orthovec.lookup.evaluate import predicted_pairs
-    from orthovec.lookup.mapping import map_species
+    from orthovec.lookup.homology.evaluate import predicted_pairs
+    from orthovec.lookup.homology.mapping import map_species
     from orthovec.schemas.atlas import Atlas
     from orthovec.schemas.tables import MAPPING, read_table
 

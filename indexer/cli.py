@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from orthovec.core.options import atlas_option, console, emit_rows, output_format, qdrant_options, shard_option
+from orthovec.core.progress import WorkProgress
 from orthovec.embedding.architectures import (
     ESM2_ARCHITECTURES,
     PRECISIONS,
@@ -19,8 +21,6 @@ from orthovec.embedding.architectures import (
     architecture_name,
 )
 from orthovec.indexer.settings import CHUNK_RESIDUES, POOLINGS, Pooling, Unresolved
-from orthovec.options import atlas_option, console, emit_rows, output_format, qdrant_options, shard_option
-from orthovec.progress import WorkProgress
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 
@@ -183,7 +183,7 @@ def species_command(atlas: Atlas, fmt: str) -> None:
     """
     if not atlas.root.is_dir():
         raise UserError(f"No atlas at {atlas.root}. Create one with `orthovec index FASTA --species NAME`.")
-    from orthovec.lookup.load import species_states
+    from orthovec.lookup.store.load import species_states
 
     rows = [row.to_dict() for row in species_states(atlas)]
     if fmt != "table":

@@ -34,18 +34,18 @@ from typing import Protocol
 import numpy as np
 import pyarrow as pa
 
-from orthovec import __version__
+from orthovec.core.faults import fault_point
+from orthovec.core.files import atomic_write_text, check_free_space
+from orthovec.core.locks import FileLock
+from orthovec.core.version import __version__
 from orthovec.embedding.encoder import Encoder, LongSeqs, Precision
 from orthovec.embedding.model import load_model
-from orthovec.faults import fault_point
 from orthovec.indexer.memory import DEFAULT_SLACK_BYTES, MemoryReleaser
 from orthovec.indexer.pool import pool_genes
 from orthovec.indexer.proteome import ReadReport, read_proteome
 from orthovec.indexer.settings import CHUNK_RESIDUES, Pooling, Unresolved
 from orthovec.schemas.atlas import Atlas, check_name
 from orthovec.schemas.errors import Invalid, Unavailable, UserError
-from orthovec.schemas.files import atomic_write_text, check_free_space
-from orthovec.schemas.locks import FileLock
 from orthovec.schemas.space import PROVENANCE_FIELD, EmbeddingSpace
 from orthovec.schemas.tables import GENES, PROTEIN_EMBEDDINGS, PROTEINS, read_table, vectors_column, write_table
 

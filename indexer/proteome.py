@@ -18,10 +18,10 @@ from pathlib import Path
 import pyarrow as pa
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
+from orthovec.core.files import open_text
 from orthovec.embedding.sequences import invalid_residues, normalise
 from orthovec.indexer.settings import Unresolved
 from orthovec.schemas.errors import UserError
-from orthovec.schemas.files import open_text
 from orthovec.schemas.tables import PROTEINS
 
 #: What `open_text` puts where a file has bytes that are not UTF-8.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from orthovec.options import atlas_option, console
+from orthovec.core.options import atlas_option, console
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid
 

@@ -110,7 +110,7 @@ def _blast_frame(rows: pl.DataFrame, query: str, subject: str, pident: str, eval
 
 def _samap_rows(atlas: Atlas, a: str, b: str, model: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(A→B lines, B→A lines, which evidence) from alignments when they exist, else embedding hits."""
-    from orthovec.lookup.align import read_alignment
+    from orthovec.lookup.homology.align import read_alignment
 
     alignment = read_alignment(atlas, a, b)
     if alignment is not None:

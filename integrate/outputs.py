@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from orthovec.core.files import process_alive
 from orthovec.schemas.errors import Invalid, Unavailable
-from orthovec.schemas.files import process_alive
 
 #: A previous integration's output; anything else in a non-empty --out is the user's and is not replaced.
 RESULT_MARKER = "metrics.json"

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from orthovec.core.options import atlas_option, console, emit_rows, output_format, qdrant_options
 from orthovec.lookup.settings import STRATEGIES
-from orthovec.options import atlas_option, console, emit_rows, output_format, qdrant_options
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 
@@ -32,7 +32,7 @@ def print_results(
     `alignments` (a gene query on an atlas with `orthovec align` output) adds each hit's MMseqs2
     evidence: an `alignment` object in JSON (null where MMseqs2 found no hit), columns otherwise.
     """
-    from orthovec.lookup.align import HIT_EVIDENCE
+    from orthovec.lookup.homology.align import HIT_EVIDENCE
 
     evidence = list(alignments) if alignments is not None else None
 
@@ -105,10 +105,10 @@ def query_command(
     has aligned the species. Examples: `orthovec query TP53 --from human --to mouse`;
     `orthovec query --sequence MEEPQSDPSV... --to mouse --format json`.
     """
-    from orthovec.lookup.load import check_store_space
     from orthovec.lookup.query import choose_model, homologs_of_gene, homologs_of_vectors
     from orthovec.lookup.sequence import embedder_for_atlas
     from orthovec.lookup.store import open_store
+    from orthovec.lookup.store.load import check_store_space
 
     if sum(x is not None for x in (gene, sequence, fasta)) != 1:
         raise UserError("Give exactly one of GENE (with --from), --sequence or --fasta.")
@@ -120,7 +120,7 @@ def query_command(
             if not from_species:
                 raise UserError(f"Which species is {gene} from? Add --from SPECIES.")
             hits = homologs_of_gene(store, gene, from_species, list(to_species), k, model)
-            from orthovec.lookup.align import hit_alignments
+            from orthovec.lookup.homology.align import hit_alignments
 
             alignments = (
                 hit_alignments(atlas, from_species, str(hits[0].query_gene_id), [(h.species, h.gene_id) for h in hits])
@@ -207,7 +207,7 @@ def map_command(
     ATLAS/mappings/MODEL/A__B.parquet (mmseqs2/ for alignment only; a groups table with three or
     more species). Example: `orthovec align human mouse && orthovec map human mouse --evidence fused`.
     """
-    from orthovec.lookup.mapping import MappingParams, map_species
+    from orthovec.lookup.homology.mapping import MappingParams, map_species
 
     params = MappingParams(
         k=k,
@@ -254,7 +254,7 @@ def align_command(species: tuple[str, ...], threads: int | None, sensitivity: fl
     ratio) in ATLAS/alignments/A__B.parquet; `orthovec map` then uses them as evidence. Reruns
     with unchanged proteins reuse the table. Example: `orthovec align human mouse --threads 8`.
     """
-    from orthovec.lookup.align import align_all
+    from orthovec.lookup.homology.align import align_all
 
     log = console(stderr=True)
     paths = align_all(atlas, list(species), threads=threads, sensitivity=sensitivity, progress=log.print)
@@ -298,7 +298,7 @@ def import_homology_command(
 
     Example: orthovec import-homology mart_export.txt --from human --to mouse --format biomart --strategy one2one
     """
-    from orthovec.lookup.homology import import_homology
+    from orthovec.lookup.homology.imported import import_homology
     from orthovec.schemas.tables import MAPPING, write_table
 
     columns = {"col_a": col_a, "col_b": col_b, "col_score": col_score} if fmt == "pairs" else {}
@@ -330,7 +330,7 @@ def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pair
 
     Example: orthovec evaluate-mapping ATLAS/mappings/MODEL/human__mouse.parquet --truth mart_export.txt --format json
     """
-    from orthovec.lookup.evaluate import evaluate, read_truth
+    from orthovec.lookup.homology.evaluate import evaluate, read_truth
     from orthovec.schemas.tables import MAPPING, read_table
 
     table = read_table(mapping, MAPPING)
@@ -371,8 +371,8 @@ def load_command(
 
     Example: orthovec load --qdrant-url http://localhost:6333 --qdrant-api-key KEY --species human
     """
-    from orthovec.lookup.load import load_atlas
     from orthovec.lookup.store import open_store
+    from orthovec.lookup.store.load import load_atlas
 
     store = open_store(atlas, qdrant_url, api_key=qdrant_api_key)
     try:
@@ -435,7 +435,7 @@ def serve_command(
 
     Example: orthovec serve --atlas orthovec-atlas --port 8000   (then open http://127.0.0.1:8000/)
     """
-    from orthovec.lookup.serve import run_server
+    from orthovec.lookup.serve.server import run_server
 
     api_key = None
     if api_key_env:

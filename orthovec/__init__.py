@@ -12,15 +12,10 @@ stage such as `orthovec.lookup`) does not pull in torch or scanpy.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from orthovec.core.version import __version__
 from orthovec.schemas.errors import Ambiguous, Invalid, NotFound, Unavailable, UserError
-
-try:
-    __version__ = version("orthovec")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+source"
 
 __all__ = [
     "Ambiguous",

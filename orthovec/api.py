@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from orthovec.indexer.pipeline import IndexResult
     from orthovec.integrate.run import IntegrateConfig
-    from orthovec.lookup.mapping import MappingParams, PairSummary
+    from orthovec.lookup.homology.mapping import MappingParams, PairSummary
     from orthovec.lookup.query import Hit
 
 PathLike = str | os.PathLike[str]
@@ -98,8 +98,8 @@ def align_species(
     Writes (or reuses, when the proteins are unchanged) `ATLAS/alignments/<A>__<B>.parquet` and
     returns its path; `map_species` then uses it as alignment evidence.
     """
-    from orthovec.lookup.align import AlignParams
-    from orthovec.lookup.align import align_species as run_align
+    from orthovec.lookup.homology.align import AlignParams
+    from orthovec.lookup.homology.align import align_species as run_align
 
     chosen = AlignParams.sensitivity if sensitivity is None else sensitivity
     return run_align(_atlas(atlas), species_a, species_b, threads=threads, sensitivity=chosen)
@@ -116,12 +116,12 @@ def map_species(
     """Mapping tables for every pair of `species` (top-k both ways, RBH, one-to-one, homology groups).
 
     Writes `ATLAS/mappings/<model>/<A>__<B>.parquet` per pair (or `out` for two species), plus a
-    groups table for three or more species. `params` (`orthovec.lookup.mapping.MappingParams`)
+    groups table for three or more species. `params` (`orthovec.lookup.homology.mapping.MappingParams`)
     chooses the evidence (embedding, alignment, fused), metric, k and thresholds. Returns one
     summary per pair (counts, evidence used, path).
     """
-    from orthovec.lookup.mapping import MappingParams
-    from orthovec.lookup.mapping import map_species as run_map
+    from orthovec.lookup.homology.mapping import MappingParams
+    from orthovec.lookup.homology.mapping import map_species as run_map
 
     return run_map(_atlas(atlas), list(species), model, params or MappingParams(), Path(out) if out else None)
 
@@ -172,7 +172,7 @@ def read_mapping(
         from orthovec.schemas.errors import Invalid
 
         raise Invalid("read_mapping: give both species (or a mapping file).")
-    from orthovec.lookup.mapping import choose_mapping_model
+    from orthovec.lookup.homology.mapping import choose_mapping_model
 
     atlas = _atlas(atlas_or_path)
     chosen = choose_mapping_model(atlas, [species_a, species_b], model)

@@ -16,10 +16,10 @@ from pathlib import Path
 from orthovec.embedding.model import is_random_checkpoint
 from orthovec.indexer.pipeline import IndexConfig
 from orthovec.indexing import index_proteome
-from orthovec.lookup.align import align_species
-from orthovec.lookup.evaluate import Evaluation, evaluate
-from orthovec.lookup.homology import import_pairs
-from orthovec.lookup.mapping import MappingParams, PairSummary, map_species
+from orthovec.lookup.homology.align import align_species
+from orthovec.lookup.homology.evaluate import Evaluation, evaluate
+from orthovec.lookup.homology.imported import import_pairs
+from orthovec.lookup.homology.mapping import MappingParams, PairSummary, map_species
 from orthovec.lookup.query import Hit, homologs_of_gene
 from orthovec.lookup.store import open_store
 from orthovec.schemas.atlas import Atlas

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orthovec.indexer.pipeline import IndexConfig, IndexResult, ProgressFactory, index_species
-from orthovec.lookup.load import StoreSink
+from orthovec.lookup.store.load import StoreSink
 
 
 def index_proteome(

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orthovec.core.files import atomic_write
 from orthovec.schemas.errors import Invalid, NotFound
-from orthovec.schemas.files import atomic_write
 
 SCHEMA_KEY = b"orthovec.schema"
 PROVENANCE_KEY = b"orthovec.provenance"
@@ -251,7 +251,7 @@ MAPPING = TableSpec(
             pa.field("orthology_confidence", pa.int8()),
             pa.field("goc_score", pa.float32()),
             pa.field("embedding_score", pa.float32()),
-            # orthovec map evidence (lookup/mapping.py defines each): null where a source has no say
+            # orthovec map evidence (lookup/homology/mapping.py defines each): null where a source has no say
             pa.field("embedding_evalue", pa.float64()),
             pa.field("alignment_bits", pa.float32()),
             pa.field("alignment_bsr", pa.float32()),

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 
 from orthovec.cli import main
 from orthovec.indexer.proteome import read_proteome
-from orthovec.lookup.align import _run, align_species, mmseqs_binary, read_alignment
-from orthovec.lookup.homology_graph import near_best
-from orthovec.lookup.mapping import MappingParams, build_mapping, map_species
+from orthovec.lookup.homology.align import _run, align_species, mmseqs_binary, read_alignment
+from orthovec.lookup.homology.graph import near_best
+from orthovec.lookup.homology.mapping import MappingParams, build_mapping, map_species
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.tables import ALIGNMENT, GENES, MAPPING, PROTEINS, genes_table, read_table, write_table
@@ -295,8 +295,8 @@ def test_unrelated_genes_are_candidates_but_not_one_to_one_calls() -> None:
 
 
 def test_a_gene_query_shows_the_alignment_of_its_hits(aligned: Atlas, tmp_path: Path) -> None:
-    from orthovec.lookup.load import load_atlas
     from orthovec.lookup.store import open_store
+    from orthovec.lookup.store.load import load_atlas
 
     best = (
         _frame(read_table(aligned.alignment("human", "mouse"), ALIGNMENT))

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from orthovec.lookup.api import create_app
+from orthovec.lookup.serve.app import create_app
 from orthovec.lookup.store import GeneStore, open_store
 from orthovec.schemas.api import ApiLimits
 from orthovec.schemas.atlas import Atlas

@@ -22,9 +22,9 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from orthovec.lookup.api import create_app
 from orthovec.lookup.query import homologs_of_gene
-from orthovec.lookup.serve import deadline_protocol
+from orthovec.lookup.serve.app import create_app
+from orthovec.lookup.serve.server import deadline_protocol
 from orthovec.lookup.store import GeneStore, open_store
 from orthovec.schemas.api import ApiLimits
 from orthovec.schemas.atlas import Atlas

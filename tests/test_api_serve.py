@@ -19,8 +19,8 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from orthovec.lookup import serve
-from orthovec.lookup.api import create_app
+from orthovec.lookup.serve import server as serve
+from orthovec.lookup.serve.app import create_app
 from orthovec.lookup.store import open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Unavailable, UserError

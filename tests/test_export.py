@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from orthovec.cli import main
-from orthovec.lookup.homology import import_biomart
+from orthovec.lookup.homology.imported import import_biomart
 from orthovec.schemas.tables import GENES, MAPPING, read_table, write_table
 from tests.conftest import shared_file
 

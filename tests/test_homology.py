@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from orthovec.cli import main
-from orthovec.lookup.evaluate import evaluate
-from orthovec.lookup.homology import import_biomart, import_homology, import_pairs
+from orthovec.lookup.homology.evaluate import evaluate
+from orthovec.lookup.homology.imported import import_biomart, import_homology, import_pairs
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.tables import MAPPING, read_table
 from tests.conftest import shared_file

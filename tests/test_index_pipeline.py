@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from orthovec.cli import main
-from orthovec.faults import FAULT_ENV
+from orthovec.core.faults import FAULT_ENV
 from orthovec.indexer.pipeline import EmbeddingCache, IndexConfig
 from orthovec.indexing import index_proteome
 from orthovec.lookup.store import open_store

@@ -17,7 +17,7 @@ from orthovec.integrate.features import Features, SpeciesGeneReport, build_share
 from orthovec.integrate.inputs import species_counts
 from orthovec.integrate.mappings import load_mappings, symbol_mapping
 from orthovec.integrate.metrics import label_transfer, self_projection
-from orthovec.lookup.homology import import_pairs
+from orthovec.lookup.homology.imported import import_pairs
 from orthovec.schemas.errors import Invalid, NotFound
 from tests.conftest import shared_file
 

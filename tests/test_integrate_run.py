@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from orthovec.cli import main
 from orthovec.integrate.run import IntegrateConfig, integrate_species
-from orthovec.lookup.homology import import_biomart
+from orthovec.lookup.homology.imported import import_biomart
 from orthovec.schemas.errors import Unavailable
 from orthovec.schemas.tables import (
     CELLTYPE_CORRESPONDENCE,

@@ -129,7 +129,7 @@ def test_non_utf8_bytes_never_reach_a_gene_id(tmp_path: Path) -> None:
 
 
 def test_a_homology_import_from_a_species_to_itself_is_refused(tmp_path: Path) -> None:
-    from orthovec.lookup.homology import import_homology
+    from orthovec.lookup.homology.imported import import_homology
 
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("a\tb\nTP53\tTP53\n")

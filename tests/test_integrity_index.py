@@ -1,7 +1,7 @@
 """What `index`, the store and the readers guarantee when runs fail, are killed, race or share an atlas.
 
 Issue 11, items 3, 4, 5, 10, 11, 12, 16 and 18. Kills are real SIGKILLs at named fault points
-(`orthovec.faults`) in a subprocess running the real command line; everything else runs the CLI
+(`orthovec.core.faults`) in a subprocess running the real command line; everything else runs the CLI
 in-process on a copy of one small indexed atlas (tiny random ESM-2, 150 human demo genes).
 """
 
@@ -24,14 +24,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from orthovec.cli import main
-from orthovec.faults import FAULT_ENV
+from orthovec.core.faults import FAULT_ENV
+from orthovec.core.locks import FileLock
 from orthovec.indexer.pipeline import IndexConfig, index_species
 from orthovec.indexing import index_proteome
-from orthovec.lookup.serve import open_for_serving
+from orthovec.lookup.serve.server import open_for_serving
 from orthovec.lookup.store import open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
-from orthovec.schemas.locks import FileLock
 from tests.genes import gene_table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
@@ -375,7 +375,7 @@ def test_on_a_full_disk_reads_work_and_index_says_so_instead_of_sigbus(full_disk
 def test_index_refuses_up_front_when_the_disk_cannot_hold_the_embeddings(
     tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orthovec.schemas import files
+    from orthovec.core import files
 
     monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 20_000))
     result = _cli(*_index_args(tmp_path / "atlas", tiny_weights))

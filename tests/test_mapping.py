@@ -12,9 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from orthovec.cli import main
-from orthovec.lookup.mapping import MappingParams, build_mapping, map_species
-from orthovec.lookup.one2one import greedy_one2one, optimal_one2one
-from orthovec.lookup.similarity import blocked_topk, prepare
+from orthovec.lookup.homology.mapping import MappingParams, build_mapping, map_species
+from orthovec.lookup.homology.one2one import greedy_one2one, optimal_one2one
+from orthovec.lookup.homology.similarity import blocked_topk, prepare
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, genes_table, read_table, write_table
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from orthovec.core.locks import FileLock
 from orthovec.lookup.store import EdgeStore, GeneStore, open_store, point_id
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
-from orthovec.schemas.locks import FileLock
 from tests.genes import gene_table
 
 MODEL = "esm2_t6_8M_UR50D"

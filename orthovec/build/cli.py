@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orthovec.options import atlas_option, console, output_format, qdrant_options, shard_option
+from orthovec.core.options import atlas_option, console, output_format, qdrant_options, shard_option
 from orthovec.schemas.atlas import Atlas
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def build_command(
 
 def _progress(log_console: Console) -> Callable[[str], contextlib.AbstractContextManager[ProgressFactory]]:
     """Per species, a context that starts the embedding bar once the indexer knows the work left."""
-    from orthovec.progress import WorkProgress
+    from orthovec.core.progress import WorkProgress
 
     @contextlib.contextmanager
     def for_species(species: str) -> Iterator[ProgressFactory]:

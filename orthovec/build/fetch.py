@@ -30,8 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from orthovec import __version__
 from orthovec.build.manifest import Source
+from orthovec.core.version import __version__
 from orthovec.schemas.errors import Invalid, NotFound, Unavailable
 
 UNIPROT_URL_ENV = "ORTHOVEC_UNIPROT_URL"

@@ -35,7 +35,7 @@ SourceKind = Literal["path", "url", "uniprot", "ensembl"]
 UNIPROT_PROTEOME = re.compile(r"^UP\d{9}$")
 #: Ensembl peptide FASTA by species and release: `ensembl:homo_sapiens@112`.
 ENSEMBL_SOURCE = re.compile(r"^ensembl:([a-z][a-z0-9_]*)@(\d+)$")
-#: [atlas] keys passed to the mapping as they are (`orthovec.lookup.mapping.MappingParams` fields).
+#: [atlas] keys passed to the mapping as they are (`orthovec.lookup.homology.mapping.MappingParams` fields).
 MAPPING_KEYS = ("k", "metric", "evidence", "margin", "min_score", "max_evalue", "csls_k")
 SOURCE_FORMS = (
     "a FASTA path (relative to the manifest), an http(s) URL, a UniProt proteome id "
@@ -340,8 +340,8 @@ def _atlas(base: Path, table: dict[str, Any], where: _Where, names: list[str]) -
 
 def _check_mapping_choices(table: dict[str, Any], where: _Where) -> None:
     """Metric and evidence choices come from the mapping code itself, so the two cannot drift."""
-    from orthovec.lookup.mapping import Evidence
-    from orthovec.lookup.similarity import Metric
+    from orthovec.lookup.homology.mapping import Evidence
+    from orthovec.lookup.homology.similarity import Metric
 
     for key, kind in (("metric", Metric), ("evidence", Evidence)):
         choices = get_args(kind)

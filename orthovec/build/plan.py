@@ -32,15 +32,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from orthovec import __version__
 from orthovec.build.fetch import FetchConfig, fetch_proteome
 from orthovec.build.manifest import Manifest, SpeciesEntry
+from orthovec.core.version import __version__
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, Unavailable, UserError
 
 if TYPE_CHECKING:
     from orthovec.indexer.pipeline import ProgressFactory
-    from orthovec.lookup.load import SpeciesState
+    from orthovec.lookup.store.load import SpeciesState
 
 StepKind = Literal["fetch", "index", "align", "map", "groups"]
 Status = Literal["ran", "up to date", "to run", "unavailable", "shard done", "failed", "not reached"]
@@ -404,7 +404,7 @@ class _Runner:
     def species_state(self, species: str, model: str) -> SpeciesState | None:
         """What `orthovec species` says of a species, read once per build (one read-only store open)."""
         if self._states is None:
-            from orthovec.lookup.load import species_states
+            from orthovec.lookup.store.load import species_states
 
             self._states = {(state.species, state.model): state for state in species_states(self.atlas)}
         return self._states.get((species, model))
@@ -512,7 +512,7 @@ class _Runner:
 
     def _align(self, step: Step) -> _Done:
         try:
-            from orthovec.lookup.align import align_species
+            from orthovec.lookup.homology.align import align_species
         except ImportError as err:
             raise _StepUnavailable(
                 f"sequence alignment is not part of this install ({err}); the mapping runs on embeddings alone"
@@ -530,7 +530,7 @@ class _Runner:
         return _Done({"alignment": Path(path)}, {})
 
     def _map(self, step: Step) -> _Done:
-        from orthovec.lookup.mapping import MappingParams, map_species
+        from orthovec.lookup.homology.mapping import MappingParams, map_species
 
         a, b = step.species
         settings = self.manifest.atlas
@@ -540,7 +540,7 @@ class _Runner:
         return _Done({"mapping": Path(summary.path)}, info)
 
     def _groups(self, step: Step) -> _Done:
-        from orthovec.lookup.mapping import write_table_groups
+        from orthovec.lookup.homology.mapping import write_table_groups
         from orthovec.schemas.tables import MAPPING, read_table
 
         model = self._model()

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from esm.model.esm2 import ESM2
 
+from orthovec.core.files import atomic_write
 from orthovec.embedding.architectures import RANDOM_ARCHITECTURES, architecture_name
 from orthovec.embedding.model import RANDOM_MARKER
 from orthovec.schemas.errors import UserError
-from orthovec.schemas.files import atomic_write
 
 
 def write_random_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:

@@ -24,10 +24,10 @@ from typing import Literal
 import polars as pl
 import pyarrow as pa
 
-from orthovec.lookup.homology_graph import groups, relations
+from orthovec.core.files import open_text
+from orthovec.lookup.homology.graph import groups, relations
 from orthovec.lookup.settings import Strategy
 from orthovec.schemas.errors import Invalid, UserError
-from orthovec.schemas.files import open_text
 from orthovec.schemas.tables import MAPPING, read_table
 
 ENSEMBL_RELATION = {

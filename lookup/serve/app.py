@@ -44,7 +44,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from orthovec import __version__
+from orthovec.core.version import __version__
 from orthovec.lookup.query import Hit, check_species, choose_model, homologs_of_gene, homologs_of_vectors
 from orthovec.lookup.sequence import atlas_embedding_settings
 from orthovec.lookup.store import EdgeStore, GeneStore, ServerStore, describe

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from orthovec.schemas.files import disk_error
+from orthovec.core.files import disk_error
 
 
 class FileLock:

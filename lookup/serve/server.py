@@ -13,8 +13,8 @@ import h11
 import numpy as np
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from orthovec.lookup.api import SequenceEmbedder, create_app
 from orthovec.lookup.sequence import embedder_for_atlas
+from orthovec.lookup.serve.app import SequenceEmbedder, create_app
 from orthovec.lookup.store import GeneStore, ServerStore, describe, open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Unavailable, UserError
@@ -47,7 +47,7 @@ def lazy_sequence_embedder(atlas: Atlas, weights: Path, device: str) -> Sequence
 
 def open_for_serving(atlas: Atlas, qdrant_url: str | None, qdrant_api_key: str | None) -> GeneStore:
     """Open the store as a reader and check every model now, so a busy, mixed or empty store fails before listening."""
-    from orthovec.lookup.load import check_store_space
+    from orthovec.lookup.store.load import check_store_space
 
     store = open_store(atlas, qdrant_url, api_key=qdrant_api_key, read_only=True)
     try:

@@ -142,3 +142,23 @@ def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) 
 def shard_option(help_text: str) -> Callable[[F], F]:
     """--shard I/N, one array task's share of the work (`index` and `build` agree on what it means)."""
     return click.option("--shard", callback=_parse_shard, metavar="I/N", help=help_text)
+
+
+def number_option(*decls: str, rule: str, **kwargs: Any) -> Callable[[F], F]:
+    """A numeric option checked by the shared rule `rule` (`orthovec.schemas.parameters.RULES`),
+    so the command line refuses exactly what the manifest and HTTP refuse (NaN, out of range)."""
+    from orthovec.schemas.errors import Invalid
+    from orthovec.schemas.parameters import RULES
+
+    number = RULES[rule]
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return number.check(value, param=param.name)
+        except Invalid as err:
+            raise click.BadParameter(f"{value}: expected {number.allowed()}.") from err
+
+    kwargs.setdefault("help", number.what[:1].upper() + number.what[1:] + ".")
+    return click.option(*decls, type=float if number.kind is float else int, callback=check, **kwargs)

@@ -38,10 +38,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from orthovec import __version__
+from orthovec.core.files import process_alive
+from orthovec.core.version import __version__
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import NotFound, Unavailable, UserError
-from orthovec.schemas.files import process_alive
 from orthovec.schemas.tables import ALIGNMENT, PROTEINS, read_provenance, read_table, write_table
 
 Progress = Callable[[str], None]

@@ -22,7 +22,7 @@ from typing import Literal
 import polars as pl
 import pyarrow as pa
 
-from orthovec.lookup.homology import import_biomart, import_pairs
+from orthovec.lookup.homology.imported import import_biomart, import_pairs
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.tables import MAPPING, read_table
 

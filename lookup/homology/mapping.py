@@ -2,7 +2,7 @@
 
 Evidence (`MappingParams.evidence`, `orthovec map --evidence`):
 - `embedding`: the similarity of gene vectors (cosine, Pearson or CSLS), exact all-vs-all;
-- `alignment`: MMseqs2 gene pairs from `orthovec align` (`lookup/align.py`), scored by the blast
+- `alignment`: MMseqs2 gene pairs from `orthovec align` (`lookup/homology/align.py`), scored by the blast
   score ratio (BSR = bits / the larger self-score, in (0, 1]); needs no gene vectors at all;
 - `fused` (default when both exist): alignment decides where it has a say and the embedding
   fills in the rest. The fused score is 1 + BSR for a pair with an MMseqs2 hit, so any aligned
@@ -53,11 +53,11 @@ import torch
 from scipy.sparse.csgraph import connected_components
 from scipy.special import ndtr
 
-from orthovec import __version__
-from orthovec.lookup.align import proteins_hash, read_alignment
-from orthovec.lookup.homology_graph import groups, near_best, relations
-from orthovec.lookup.one2one import greedy_one2one, optimal_one2one, sparse_greedy
-from orthovec.lookup.similarity import Metric, Offsets, background, blocked_topk, csls_offsets, prepare
+from orthovec.core.version import __version__
+from orthovec.lookup.homology.align import proteins_hash, read_alignment
+from orthovec.lookup.homology.graph import groups, near_best, relations
+from orthovec.lookup.homology.one2one import greedy_one2one, optimal_one2one, sparse_greedy
+from orthovec.lookup.homology.similarity import Metric, Offsets, background, blocked_topk, csls_offsets, prepare
 from orthovec.lookup.store import embedding_matrix
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, NotFound, UserError

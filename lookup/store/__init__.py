@@ -24,11 +24,11 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from orthovec.faults import fault_point
+from orthovec.core.faults import fault_point
+from orthovec.core.files import check_free_space, disk_error, process_alive
+from orthovec.core.locks import FileLock
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, NotFound, Unavailable, UserError
-from orthovec.schemas.files import check_free_space, disk_error, process_alive
-from orthovec.schemas.locks import FileLock
 from orthovec.schemas.space import PAYLOAD_FIELD
 
 #: Namespace for point IDs: uuid5(model, species, gene_id) is the same on every machine and run.

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from orthovec.core.files import check_free_space
 from orthovec.lookup.store import EDGE_WAL_BYTES, WRITE_WAIT_S, EdgeStore, GeneStore, describe, open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import NotFound, Unavailable, UserError
-from orthovec.schemas.files import check_free_space
 from orthovec.schemas.space import EmbeddingSpace, require_one_space_id, space_of_genes
 from orthovec.schemas.tables import GENES, read_table
 
