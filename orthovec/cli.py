@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from orthovec import __version__
+from orthovec.core.version import __version__
 from orthovec.schemas.errors import UserError
 
 #: Modules whose `COMMANDS` list joins the group, in the order `--help` lists their commands.
@@ -41,11 +42,35 @@ class _Group(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from orthovec.core.logs import attach_cli_handler
+        from orthovec.core.options import console
+
+        attach_cli_handler(console(stderr=True))
         try:
             return super().invoke(ctx)
         except UserError as err:
-            click.echo(f"Error: {err}", err=True)
+            command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            click.echo(f"Error: {err.render(_flag_namer(command))}", err=True)
             sys.exit(2)
+
+
+def _flag_namer(command: click.Command | None) -> Callable[[str], str | None]:
+    """How the command line spells a library parameter: its longest option (`--max-evalue`), an
+    argument's metavar (`SPECIES`), or the Python keyword when no option of the command takes it."""
+    spelled: dict[str, str] = {}
+    pending = [command] if command is not None else []
+    while pending:
+        current = pending.pop()
+        for param in current.params:
+            if param.name and param.name not in spelled:
+                if isinstance(param, click.Option):
+                    spelled[param.name] = max(param.opts, key=len)
+                else:
+                    spelled[param.name] = param.human_readable_name.upper()
+        if isinstance(current, click.Group):
+            pending.extend(current.commands.values())
+
+    return spelled.get
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -81,9 +106,9 @@ def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> 
 
     Example: orthovec random-weights /tmp/8M.pt --arch 8M && orthovec demo --weights /tmp/8M.pt
     """
+    from orthovec.core.options import console
     from orthovec.demo import run_demo
     from orthovec.lookup.cli import print_results
-    from orthovec.options import console
     from orthovec.schemas.atlas import Atlas
 
     out = console()
