@@ -266,7 +266,11 @@ def align_command(species: tuple[str, ...], threads: int | None, sensitivity: fl
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--from", "species_a", required=True, help="Species A (the mapping's left side).")
 @click.option("--to", "species_b", required=True, help="Species B.")
-@click.option("--format", "fmt", type=click.Choice(["biomart", "pairs"]), required=True)
+@click.option(
+    "--input-format",
+    type=click.Choice(["biomart", "pairs"]),
+    help="FILE's layout: an Ensembl BioMart export, or a table of gene pairs (required).",
+)
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="all", show_default=True)
 @click.option("--embedding-mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="For fused.")
 @click.option("--col-a", help="pairs: column of species A genes (default: the first).")
@@ -278,11 +282,12 @@ def align_command(species: tuple[str, ...], threads: int | None, sensitivity: fl
     help="Default: ATLAS/mappings/<source>/A__B.parquet",
 )
 @atlas_option
+@output_format(formerly=("input_format", ("biomart", "pairs")))
 def import_homology_command(
     file: Path,
     species_a: str,
     species_b: str,
-    fmt: str,
+    input_format: str | None,
     strategy: str,
     embedding_mapping: Path | None,
     col_a: str | None,
@@ -290,25 +295,27 @@ def import_homology_command(
     col_score: str | None,
     out: Path | None,
     atlas: Atlas,
+    fmt: str,
 ) -> None:
     """Import Ensembl BioMart homology or a gene-pair table into the mapping schema.
 
     Strategies: all rows; Ensembl one2one only; hc-greedy (greedy one-to-one by orthology
     confidence then % identity); fused (identity and embedding score combined, then greedy).
 
-    Example: orthovec import-homology mart_export.txt --from human --to mouse --format biomart --strategy one2one
+    Example: orthovec import-homology mart_export.txt --from human --to mouse --input-format biomart --strategy one2one
     """
     from orthovec.lookup.homology.imported import import_homology
     from orthovec.schemas.tables import MAPPING, write_table
 
-    columns = {"col_a": col_a, "col_b": col_b, "col_score": col_score} if fmt == "pairs" else {}
-    table = import_homology(file, species_a, species_b, fmt, strategy, embedding_mapping, **columns)  # type: ignore[arg-type]
-    source = "ensembl" if fmt == "biomart" else "pairs"
+    if input_format is None:
+        raise click.UsageError("Missing option '--input-format' (biomart or pairs).")
+    columns = {"col_a": col_a, "col_b": col_b, "col_score": col_score} if input_format == "pairs" else {}
+    table = import_homology(file, species_a, species_b, input_format, strategy, embedding_mapping, **columns)  # type: ignore[arg-type]
+    source = "ensembl" if input_format == "biomart" else "pairs"
     target = out or atlas.mapping(f"{source}-{strategy}", species_a, species_b)
-    write_table(table, target, MAPPING, {"source": str(file), "format": fmt, "strategy": strategy})
-    relations = table.column("relation").value_counts().to_pylist()
-    counts = ", ".join(f"{r['values']} {r['counts']:,}" for r in relations)
-    click.echo(f"{table.num_rows:,} pairs ({counts}) → {target}")
+    write_table(table, target, MAPPING, {"source": str(file), "format": input_format, "strategy": strategy})
+    relations = {str(r["values"]): r["counts"] for r in table.column("relation").value_counts().to_pylist()}
+    emit_rows([{"pairs": table.num_rows, **relations, "mapping": target}], fmt, title="imported")
 
 
 @click.command("evaluate-mapping")
@@ -360,8 +367,9 @@ def evaluate_mapping_command(mapping: Path, truth: Path, truth_format: str, pair
 @qdrant_options(required=True, deprecated_api_key="--api-key")
 @click.option("--species", "species", multiple=True, help="Only these species (repeatable; default all).")
 @click.option("--model", help="Only this model (default all).")
+@output_format("table", "tsv", "json")
 def load_command(
-    atlas: Atlas, qdrant_url: str, qdrant_api_key: str | None, species: tuple[str, ...], model: str | None
+    atlas: Atlas, qdrant_url: str, qdrant_api_key: str | None, species: tuple[str, ...], model: str | None, fmt: str
 ) -> None:
     """Push an atlas's gene vectors to a Qdrant server (index on a GPU box, serve from a cluster).
 
@@ -376,12 +384,11 @@ def load_command(
 
     store = open_store(atlas, qdrant_url, api_key=qdrant_api_key)
     try:
-        for loaded in load_atlas(atlas, store, list(species) or None, model):
-            click.echo(
-                f"{loaded.species} ({loaded.model}): {loaded.genes:,} genes loaded, {loaded.removed} stale removed"
-            )
+        loaded = load_atlas(atlas, store, list(species) or None, model)
     finally:
         store.close()
+    rows = [{"species": s.species, "model": s.model, "genes": s.genes, "stale_removed": s.removed} for s in loaded]
+    emit_rows(rows, fmt, title=f"loaded into Qdrant at {qdrant_url}")
 
 
 @click.command("serve")

@@ -37,6 +37,11 @@ class OrthovecDeprecationWarning(OrthovecWarning, DeprecationWarning):
     """An option or spelling that still works and will go: the message names its replacement."""
 
 
+# Python hides DeprecationWarnings outside __main__ by default; ours name an option the user typed,
+# so they are shown (once per place, as any warning) unless the user filters them.
+warnings.filterwarnings("default", category=OrthovecDeprecationWarning)
+
+
 def warn_data(message: str, *, stacklevel: int = 2) -> None:
     """A `DataWarning` pointing at the caller's caller (the user's code, not orthovec's)."""
     warnings.warn(message, DataWarning, stacklevel=stacklevel + 1)

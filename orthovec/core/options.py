@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 import click
@@ -29,9 +30,15 @@ atlas_option = click.option(
 
 
 def console(stderr: bool = False) -> Console:
-    """Rich console that keeps tables readable when output is piped (rich assumes 80 columns)."""
+    """The rich console every command prints through.
+
+    Markup and emoji codes are off: what is printed is data (gene symbols such as `[/]`, file
+    names, messages quoting them), and rich would otherwise read `[red]RED[/red]` as a colour and
+    `[/]` as a crash. Colour is given with `style=`. Piped output gets 160 columns, not rich's 80,
+    so tables stay readable in files and logs.
+    """
     probe = Console(stderr=stderr)
-    return Console(stderr=stderr, soft_wrap=True, width=None if probe.is_terminal else 160)
+    return Console(stderr=stderr, soft_wrap=True, width=None if probe.is_terminal else 160, markup=False, emoji=False)
 
 
 QDRANT_URL_ENV = "ORTHOVEC_QDRANT_URL"
@@ -67,61 +74,134 @@ def qdrant_options(*, required: bool = False, deprecated_api_key: str | None = N
     return decorate
 
 
-def output_format(*choices: str, deprecated_json: bool = False) -> Callable[[F], F]:
-    """--format CHOICE, the one output convention of every command: `table` for people (the
-    default), `tsv` or `json` for programs. The command receives `fmt`.
+#: The output choices of every command that prints results: a table for people, TSV or JSON for programs.
+FORMATS = ("table", "tsv", "json")
 
-    `deprecated_json` keeps an older `--json` flag working as `--format json`, marked deprecated.
+
+def output_format(
+    *choices: str, deprecated_json: bool = False, formerly: tuple[str, Sequence[str]] | None = None
+) -> Callable[[F], F]:
+    """--format table|tsv|json, the one output convention of every command that prints results.
+
+    The command receives `fmt` and prints through `emit_rows`. `choices` defaults to all three;
+    giving fewer is a gap that `tests/test_output_format.py` reports. `deprecated_json` keeps an
+    older `--json` flag working as `--format json`. `formerly=(keyword, values)` keeps an older
+    meaning of `--format` working (`import-homology --format biomart` chose the input): those
+    values go to the command's `keyword` parameter, with a deprecation warning naming its option.
     """
+    offered = choices or FORMATS
+    former_keyword, former_values = formerly if formerly is not None else ("", ())
     fmt_option = click.option(
         "--format",
         "fmt",
-        type=click.Choice(choices),
-        default=choices[0],
+        type=click.Choice([*offered, *former_values]),
+        default=offered[0],
         show_default=True,
-        help="Output: table for people; tsv or json for programs.",
+        help="Output: table for people; tsv or json for programs."
+        + (f" ({'/'.join(former_values)}: deprecated, see --{former_keyword.replace('_', '-')}.)" if formerly else ""),
     )
-    if not deprecated_json:
-        return fmt_option
     json_flag = click.option("--json", "as_json", is_flag=True, help="Deprecated spelling of --format json.")
 
     def decorate(command: F) -> F:
         @functools.wraps(command)
-        def run(*args: Any, as_json: bool, **kwargs: Any) -> Any:
-            if as_json:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.pop("as_json", False):  # silent: scripts written against --json keep clean stderr
                 kwargs["fmt"] = "json"
+            if kwargs["fmt"] in former_values:
+                option = "--" + former_keyword.replace("_", "-")
+                given = kwargs.get(former_keyword)
+                if given is not None and given != kwargs["fmt"]:
+                    raise click.UsageError(f"--format {kwargs['fmt']} and {option} {given} disagree; give {option}.")
+                _deprecated(f"--format {kwargs['fmt']}", f"{option} {kwargs['fmt']} (--format now chooses the output)")
+                kwargs[former_keyword], kwargs["fmt"] = kwargs["fmt"], offered[0]
             return command(*args, **kwargs)
 
-        return fmt_option(json_flag(run))  # type: ignore[return-value]  # wraps keeps the signature F
+        decorated = fmt_option(run)
+        return json_flag(decorated) if deprecated_json else decorated  # type: ignore[return-value]  # wraps keeps F
 
     return decorate
 
 
+def _deprecated(old: str, new: str) -> None:
+    from orthovec.core.logs import OrthovecDeprecationWarning
+
+    warnings.warn(f"{old} is deprecated; use {new}.", OrthovecDeprecationWarning, stacklevel=3)
+
+
+class Duration(float):
+    """Seconds that a table prints as a duration (`0.54 s`, `2 min 05 s`); TSV and JSON keep the number."""
+
+    def __str__(self) -> str:
+        return format_duration(self)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people read it: `0.54 s`, `12.3 s`, `2 min 05 s`, `1 h 02 min`."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
 def emit_rows(rows: Sequence[Mapping[str, Any]], fmt: str, *, title: str | None = None) -> None:
-    """Rows of one kind as a table (numbers right-aligned, thousands separated), TSV or a JSON list."""
+    """Rows of one kind as a table, TSV or a JSON list: the one printer of every command's results.
+
+    Tables right-align and separate numbers, print `Duration`s as durations and never cut a
+    value: columns of paths leave the table and are printed whole below it, one line each, where
+    they can be copied. TSV and JSON carry every column as it is (paths as strings, durations in
+    seconds). Values are data, never rich markup.
+    """
     if fmt == "json":
-        click.echo(json.dumps(list(rows), indent=2, default=str))
+        click.echo(json.dumps(list(rows), indent=2, default=_json_value))
         return
     columns = list(rows[0]) if rows else []
     if fmt == "tsv":
         click.echo("\t".join(columns))
         for row in rows:
-            click.echo("\t".join("" if row[c] is None else str(row[c]) for c in columns))
+            click.echo("\t".join(_tsv_cell(row[c]) for c in columns))
         return
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title)
-    numeric = {c for c in columns if rows and all(isinstance(r[c], int | float) for r in rows)}
-    for column in columns:
-        table.add_column(column, justify="right" if column in numeric else "left")
+    paths = [c for c in columns if any(isinstance(r[c], PurePath) for r in rows)]
+    shown = [c for c in columns if c not in paths]
+    table = Table(title=Text(title) if title is not None else None)
+    numeric = {c for c in shown if rows and all(isinstance(r[c], int | float) for r in rows)}
+    for column in shown:
+        table.add_column(Text(column), justify="right" if column in numeric else "left", overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row[c]) for c in columns))
-    console().print(table)
+        table.add_row(*(Text(_cell(row[c])) for c in shown))
+    out = console()
+    if shown:
+        out.print(table)
+    for row in rows:
+        label = f" ({_cell(row[shown[0]])})" if shown and len(rows) > 1 else ""
+        for column in paths:
+            if row[column] is not None:
+                out.print(f"{column}{label}: {row[column]}", highlight=False)
+
+
+def _json_value(value: Any) -> Any:
+    return str(value)
+
+
+def _tsv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Duration):
+        return repr(float(value))
+    return str(value)
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value)
+    if isinstance(value, Duration):
+        return format_duration(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):

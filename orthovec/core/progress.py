@@ -30,7 +30,7 @@ class WorkProgress:
         self._started = self._last_line = time.monotonic()
         if self.console.is_terminal:
             self._bar = Progress(
-                TextColumn(self.label),
+                TextColumn("{task.description}", markup=False),  # the label is data (a species name), not markup
                 BarColumn(),
                 TaskProgressColumn(),
                 TextColumn("{task.fields[rate]}", style="cyan"),
