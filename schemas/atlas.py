@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid
 
 DEFAULT_ATLAS = Path("orthovec-atlas")
 ATLAS_ENV = "ORTHOVEC_ATLAS"
@@ -23,9 +23,11 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def check_name(kind: str, value: str) -> str:
     """Species and model names become directory and file names, so keep them path-safe."""
     if not NAME.fullmatch(value or ""):
-        raise UserError(
-            f"Invalid {kind} name {value!r}: use letters, digits, '_', '-' or '.', starting with a "
-            f"letter or digit (for example 'homo_sapiens')."
+        raise Invalid(
+            f"is not a usable {kind} name: use letters, digits, '_', '-' or '.', starting with a "
+            f"letter or digit (for example 'homo_sapiens').",
+            param=kind,
+            value=value,
         )
     return value
 

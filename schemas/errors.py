@@ -10,7 +10,8 @@ choose one. Everything else is a bug and keeps its traceback so it can be report
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
+from pathlib import PurePath
 from typing import Any
 
 #: Marks "no value given" apart from a value that is None.
@@ -30,7 +31,7 @@ class UserError(Exception):
         *,
         param: str | None = None,
         value: Any = _UNSET,
-        choices: Sequence[object] | None = None,
+        choices: Iterable[object] | None = None,
         hint: str | None = None,
     ) -> None:
         super().__init__(message)
@@ -54,7 +55,8 @@ class UserError(Exception):
         if self.param is not None:
             spelled = name_of(self.param) if name_of is not None else None
             if spelled is None:
-                named = f"{self.param}={self.value!r}" if self.has_value else self.param
+                shown = str(self.value) if isinstance(self.value, PurePath) else self.value  # not PosixPath('...')
+                named = f"{self.param}={shown!r}" if self.has_value else self.param
             else:
                 named = spelled + (f" {self.value}" if self.has_value else "")
             parts.append(f"{named}: {self.message}")

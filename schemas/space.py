@@ -81,7 +81,7 @@ def require_one_space(spaces: Mapping[str, EmbeddingSpace | None], what: str) ->
             raise Invalid(
                 f"{what}: {first_label} and {label} are in different embedding spaces ({'; '.join(differ)}), "
                 f"so their vectors are not comparable. {first_label}: {first.id}; {label}: {space.id}. "
-                "Index both with the same weights, --layer, --long-seqs, --pooling and --precision."
+                "Index both with the same weights, layer, long-sequence rule, pooling and precision."
             )
     return known[0][1] if known else None
 
@@ -93,5 +93,5 @@ def require_one_space_id(space_ids: Mapping[str, str], what: str) -> None:
         sides = [f"{', '.join(sorted(k for k, v in space_ids.items() if v == s))} ({s})" for s in distinct]
         raise Invalid(
             f"{what} mixes embedding spaces: {' vs '.join(sides)}; their vectors are not comparable. "
-            "Re-index the species with one setting (weights, --layer, --long-seqs, --pooling, --precision)."
+            "Re-index the species with one setting (weights, layer, long-sequence rule, pooling, precision)."
         )

@@ -12,7 +12,7 @@ import torch
 from orthovec.embedding.encoder import Encoder, plan_batches, plan_pieces
 from orthovec.embedding.model import LoadedModel, load_model
 from orthovec.embedding.random_weights import write_random_checkpoint
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid
 from tests.conftest import human_sequences
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
@@ -145,7 +145,7 @@ def test_batches_are_length_sorted_within_the_padded_token_budget() -> None:
 
 @pytest.mark.parametrize("layer", [-1, 3])
 def test_a_layer_outside_the_model_is_a_user_error(tiny: LoadedModel, layer: int) -> None:
-    with pytest.raises(UserError, match=r"--layer .*has layers 0\.\.2"):
+    with pytest.raises(Invalid, match=rf"layer={layer}: .*has layers 0\.\.2"):
         Encoder(tiny, layer=layer)
 
 

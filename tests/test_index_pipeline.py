@@ -121,7 +121,7 @@ def test_shards_split_the_work_and_the_last_assembles(tmp_path: Path, tiny_weigh
     ("extra", "message"),
     [
         (["--shard", "2/2"], "expected I/N with 0 <= I < N"),
-        (["--species", "bad/name"], "Invalid species name"),
+        (["--species", "bad/name"], "--species bad/name: is not a usable species name"),
         (["--model", "esm2_t6_8M_UR50D"], "not esm2_t6_8M_UR50D"),
     ],
 )

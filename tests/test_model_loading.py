@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from orthovec.embedding import model as model_module
 from orthovec.embedding.model import ESM2_ARCHITECTURES, load_model
 from orthovec.embedding.random_weights import write_random_checkpoint
 from orthovec.indexer.cli import random_weights_command
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid, NotFound, Unavailable
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +67,13 @@ def test_the_same_seed_writes_the_same_weights(tmp_path: Path) -> None:
 
 
 def test_architecture_mismatch_names_both_shapes(tiny_checkpoint: Path) -> None:
-    with pytest.raises(UserError, match=r"2 layers, dimension 64.*not esm2_t6_8M_UR50D.*--weights"):
+    with pytest.raises(Invalid, match=r"2 layers, dimension 64.*not esm2_t6_8M_UR50D") as error:
         load_model("esm2_t6_8M_UR50D", tiny_checkpoint, "cpu")
+    assert error.value.param == "model" and "Choose model esm2_t2_d64_custom" in str(error.value)
 
 
 def test_unknown_model_name_lists_the_valid_ones() -> None:
-    with pytest.raises(UserError, match="Unknown model 'esm2_t7_9M'") as error:
+    with pytest.raises(NotFound, match="model='esm2_t7_9M': is not an ESM-2 model") as error:
         load_model("esm2_t7_9M", None, "cpu")
     assert all(name in str(error.value) for name in ESM2_ARCHITECTURES)
 
@@ -80,28 +82,29 @@ def test_unknown_model_name_lists_the_valid_ones() -> None:
 def test_corrupt_file_is_named(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "esm2_t6_8M_UR50D.pt"
     path.write_bytes(content)
-    with pytest.raises(UserError, match=f"{path}: not a readable fair-esm checkpoint"):
+    with pytest.raises(Invalid, match=f"{path}: not a readable fair-esm checkpoint"):
         load_model("esm2_t6_8M_UR50D", path, "cpu")
 
 
 def test_a_torch_file_that_is_not_esm2_is_named(tmp_path: Path) -> None:
     path = tmp_path / "other.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
-    with pytest.raises(UserError, match=f"{path}: not a fair-esm ESM-2 checkpoint"):
+    with pytest.raises(Invalid, match=f"{path}: not a fair-esm ESM-2 checkpoint"):
         load_model(None, path, "cpu")
 
 
 def test_missing_weights_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(NotFound, match="no such file") as error:
         load_model("esm2_t6_8M_UR50D", tmp_path / "absent.pt", "cpu")
+    assert str(error.value).startswith(f"weights='{tmp_path / 'absent.pt'}': ")
 
 
 def test_no_weights_and_no_network_says_what_to_do(offline: Path) -> None:
-    with pytest.raises(UserError) as error:
+    with pytest.raises(Unavailable) as error:
         load_model("esm2_t6_8M_UR50D", None, "cpu")
     message = str(error.value)
-    assert "could not download esm2_t6_8M_UR50D (no network?" in message
-    assert "--weights PATH" in message and f"place esm2_t6_8M_UR50D.pt in {offline}" in message
+    assert error.value.param == "weights" and "could not download esm2_t6_8M_UR50D (no network?" in message
+    assert "path of a local fair-esm checkpoint" in message and f"place esm2_t6_8M_UR50D.pt in {offline}" in message
     assert not offline.exists() or not list(offline.iterdir())  # no partial file left behind
 
 
@@ -114,7 +117,7 @@ def test_a_checkpoint_in_the_hub_cache_is_used_without_the_network(offline: Path
 def test_cuda_without_a_gpu_is_a_user_error(tiny_checkpoint: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(UserError, match="no CUDA GPU"):
+    with pytest.raises(Unavailable, match="device='cuda': was requested but PyTorch sees no CUDA GPU"):
         load_model(None, tiny_checkpoint, "cuda")
     assert load_model(None, tiny_checkpoint, "auto").device == torch.device("cpu")
 
@@ -122,7 +125,10 @@ def test_cuda_without_a_gpu_is_a_user_error(tiny_checkpoint: Path) -> None:
 def test_random_weights_command_writes_a_loadable_checkpoint(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    result = CliRunner().invoke(random_weights_command, [str(tmp_path / "out.pt"), "--arch", "tiny"])
+    result = CliRunner().invoke(
+        random_weights_command, [str(tmp_path / "out.pt"), "--arch", "tiny", "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
-    assert "random esm2_t2_d64_custom" in result.output
+    [written] = json.loads(result.output)
+    assert written["model"] == "esm2_t2_d64_custom" and written["weights"] == "random"
     assert load_model(None, tmp_path / "out.pt", "cpu").num_layers == 2

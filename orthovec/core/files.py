@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from orthovec.schemas.errors import NotFound, Unavailable, UserError
+from orthovec.schemas.errors import Invalid, NotFound, Unavailable, UserError
 
 #: errno values that mean "the disk cannot take this write", as opposed to a bug.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
@@ -33,7 +33,7 @@ def open_text(path: Path) -> IO[str]:
     if not path.is_file():
         # A FIFO (`<(zcat x.gz)`) cannot be read twice, and gzip detection reads ahead first.
         kind = "a named pipe (FIFO)" if stat.S_ISFIFO(path.stat().st_mode) else "not a regular file"
-        raise UserError(f"{path}: is {kind}; orthovec reads its input twice, so save it to a file first.")
+        raise Invalid(f"{path}: is {kind}; orthovec reads its input twice, so save it to a file first.")
     with open(path, "rb") as raw:
         magic = raw.read(2)
     if magic == b"\x1f\x8b":
@@ -45,8 +45,8 @@ def disk_error(err: OSError, path: Path) -> UserError | None:
     """The user-facing error for a write that failed because of the disk, or None for anything else."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return Unavailable(
-            f"{path}: the disk is full ({err.strerror}). Free space on {_mount_of(path)} (or point --atlas "
-            "elsewhere) and run the same command again; finished work is kept."
+            f"{path}: the disk is full ({err.strerror}). Free space on {_mount_of(path)} (or use an atlas on "
+            "another disk) and run the same command again; finished work is kept."
         )
     if err.errno == errno.EROFS:
         return Unavailable(
@@ -75,7 +75,7 @@ def check_free_space(directory: Path, needed_bytes: int, what: str) -> None:
     if free < needed_bytes:
         raise Unavailable(
             f"{directory}: {what} needs about {needed_bytes / 1e6:,.1f} MB but only {free / 1e6:,.1f} MB are free "
-            f"on {_mount_of(probe)}. Free space (or point --atlas elsewhere) and run the same command again."
+            f"on {_mount_of(probe)}. Free space (or use an atlas on another disk) and run the same command again."
         )
 
 

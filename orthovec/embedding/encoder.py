@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from orthovec.embedding.architectures import MAX_RESIDUES, PRECISIONS, LongSeqs, Precision
+from orthovec.embedding.architectures import LONG_SEQS, MAX_RESIDUES, PRECISIONS, LongSeqs, Precision
 from orthovec.embedding.attention import FusedSelfAttention, rotary_tables
 from orthovec.embedding.model import LoadedModel
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid
 
 Progress = Callable[[int, int], None]
 
@@ -121,15 +121,15 @@ class Encoder:
     ) -> None:
         self.layer = loaded.num_layers if layer is None else layer
         if not 0 <= self.layer <= loaded.num_layers:
-            raise UserError(f"--layer {self.layer}: {loaded.name} has layers 0..{loaded.num_layers}.")
+            raise Invalid(f"{loaded.name} has layers 0..{loaded.num_layers}.", param="layer", value=self.layer)
         if long_seqs not in ("window", "truncate"):
-            raise UserError(f"--long-seqs {long_seqs!r}: choose window or truncate.")
+            raise Invalid("is not a rule for long sequences.", param="long_seqs", value=long_seqs, choices=LONG_SEQS)
         if not 0 < window <= MAX_RESIDUES or not 0 <= overlap < window:
-            raise UserError(f"window {window} / overlap {overlap}: need 0 <= overlap < window <= {MAX_RESIDUES}.")
+            raise Invalid(f"window {window} / overlap {overlap}: need 0 <= overlap < window <= {MAX_RESIDUES}.")
         if precision not in PRECISIONS:
-            raise UserError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}.")
+            raise Invalid("is not a precision.", param="precision", value=precision, choices=PRECISIONS)
         if toks_per_batch < 3:
-            raise UserError(f"--toks-per-batch {toks_per_batch}: must be at least 3.")
+            raise Invalid("must be at least 3.", param="toks_per_batch", value=toks_per_batch)
         self.loaded = loaded
         self.model = loaded.model
         self.device = loaded.device

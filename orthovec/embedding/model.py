@@ -23,7 +23,7 @@ import torch
 from esm.model.esm2 import ESM2
 
 from orthovec.embedding.architectures import CUSTOM_NAME, ESM2_ARCHITECTURES, architecture_name
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid, NotFound, Unavailable, UserError
 
 HUB_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 DOWNLOAD_TIMEOUT_S = 30
@@ -51,11 +51,15 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was requested but PyTorch sees no CUDA GPU; use --device auto or cpu.")
+        raise Unavailable(
+            "was requested but PyTorch sees no CUDA GPU.", param="device", value=device, choices=("auto", "cpu")
+        )
     try:
         return torch.device(device)
     except RuntimeError as err:
-        raise UserError(f"--device {device!r} is not a device PyTorch knows; use auto, cpu or cuda.") from err
+        raise Invalid(
+            "is not a device PyTorch knows.", param="device", value=device, choices=("auto", "cpu", "cuda")
+        ) from err
 
 
 def file_sha256(path: Path) -> str:
@@ -80,23 +84,23 @@ def read_checkpoint(path: Path) -> dict:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "Unsupported global" not in str(err):
-            raise UserError(f"{path}: not a readable fair-esm checkpoint ({_first_line(err)}).") from err
+            raise Invalid(f"{path}: not a readable fair-esm checkpoint ({_first_line(err)}).") from err
         # Older fair-esm checkpoints pickle other config objects. The user pointed at this file (or
         # placed it in the hub cache), which fair-esm itself would unpickle fully, so do the same.
         try:
             data = torch.load(path, map_location="cpu", weights_only=False)
         except unreadable as full_err:
-            raise UserError(f"{path}: not a readable fair-esm checkpoint ({_first_line(full_err)}).") from err
+            raise Invalid(f"{path}: not a readable fair-esm checkpoint ({_first_line(full_err)}).") from err
     except unreadable as err:
-        raise UserError(f"{path}: not a readable fair-esm checkpoint ({_first_line(err)}).") from err
+        raise Invalid(f"{path}: not a readable fair-esm checkpoint ({_first_line(err)}).") from err
     if not isinstance(data, dict) or "model" not in data or "cfg" not in data:
-        raise UserError(f"{path}: not a fair-esm ESM-2 checkpoint (expected the keys 'model' and 'cfg').")
+        raise Invalid(f"{path}: not a fair-esm ESM-2 checkpoint (expected the keys 'model' and 'cfg').")
     config = data["cfg"].get("model") if isinstance(data["cfg"], dict) else None
     if isinstance(config, dict):  # fair-esm reads attributes; accept a plain dict as well
         data["cfg"]["model"] = config = argparse.Namespace(**config)
     fields = ("encoder_layers", "encoder_embed_dim", "encoder_attention_heads", "token_dropout")
     if not all(hasattr(config, field) for field in fields):
-        raise UserError(f"{path}: not an ESM-2 checkpoint (cfg['model'] lacks {', '.join(fields)}).")
+        raise Invalid(f"{path}: not an ESM-2 checkpoint (cfg['model'] lacks {', '.join(fields)}).")
     return data
 
 
@@ -116,9 +120,10 @@ def _download(name: str, path: Path) -> None:
         partial.replace(path)
     except (urllib.error.URLError, OSError, ValueError) as err:
         partial.unlink(missing_ok=True)
-        raise UserError(
-            f"could not download {name} (no network? {_first_line(err)}) — pass --weights PATH to a local "
-            f"fair-esm checkpoint, or place {name}.pt in {path.parent}."
+        raise Unavailable(
+            f"could not download {name} (no network? {_first_line(err)}).",
+            param="weights",
+            hint=f"Give the weights as the path of a local fair-esm checkpoint, or place {name}.pt in {path.parent}.",
         ) from err
 
 
@@ -127,13 +132,15 @@ def checkpoint_path(model_name: str, weights: Path | None) -> Path:
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise UserError(f"--weights {path}: no such file.")
+            raise NotFound("no such file.", param="weights", value=path)
         return path
     path = Path(torch.hub.get_dir()) / "checkpoints" / f"{model_name}.pt"
     if path.is_file():
         return path
     if model_name not in ESM2_ARCHITECTURES:
-        raise UserError(f"{model_name} has no published weights: pass --weights PATH to its checkpoint.")
+        raise NotFound(
+            "has no published weights.", param="model", value=model_name, hint="Give the weights of its checkpoint."
+        )
     _download(model_name, path)
     return path
 
@@ -144,9 +151,11 @@ def load_model(model_name: str | None, weights: Path | None, device: str = "auto
     `model_name` None is allowed with `weights` and means "whatever architecture the file holds".
     """
     if model_name is None and weights is None:
-        raise UserError("Pass --model NAME or --weights PATH.")
+        raise UserError(
+            "is needed when no weights are given: name an ESM-2 model or give its checkpoint.", param="model"
+        )
     if model_name is not None and model_name not in ESM2_ARCHITECTURES and not CUSTOM_NAME.match(model_name):
-        raise UserError(f"Unknown model {model_name!r}; choose one of {', '.join(ESM2_ARCHITECTURES)}.")
+        raise NotFound("is not an ESM-2 model.", param="model", value=model_name, choices=list(ESM2_ARCHITECTURES))
     resolved = resolve_device(device)
     path = checkpoint_path(str(model_name), weights)
     data = read_checkpoint(path)
@@ -156,9 +165,12 @@ def load_model(model_name: str | None, weights: Path | None, device: str = "auto
     found = architecture_name(layers, dim)
     expected = ESM2_ARCHITECTURES.get(found)
     if model_name is not None and (found != model_name or (expected and expected[2] != heads)):
-        raise UserError(
+        raise Invalid(
             f"{path} holds an ESM-2 with {layers} layers, dimension {dim} and {heads} heads ({found}), not "
-            f"{model_name}. Pass the matching --model, or --weights PATH to the right checkpoint."
+            f"{model_name}.",
+            param="model",
+            value=model_name,
+            hint=f"Choose model {found}, or give the weights of a {model_name} checkpoint.",
         )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Regression weights not found")
@@ -166,7 +178,7 @@ def load_model(model_name: str | None, weights: Path | None, device: str = "auto
             # Not fair-esm's local loader: it requires <name>-contact-regression.pt beside the file.
             model, alphabet = esm.pretrained.load_model_and_alphabet_core(found, data, None)
         except (RuntimeError, KeyError, AttributeError, TypeError, ValueError) as err:
-            raise UserError(f"{path}: the weights do not fit ESM-2 {found} ({_first_line(err)}).") from err
+            raise Invalid(f"{path}: the weights do not fit ESM-2 {found} ({_first_line(err)}).") from err
     return LoadedModel(
         model=model.eval().to(resolved),
         alphabet=alphabet,

@@ -16,7 +16,7 @@ from esm.model.esm2 import ESM2
 from orthovec.core.files import atomic_write
 from orthovec.embedding.architectures import RANDOM_ARCHITECTURES, architecture_name
 from orthovec.embedding.model import RANDOM_MARKER
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import NotFound
 
 
 def write_random_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
@@ -28,7 +28,9 @@ def write_random_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
     The contact-regression weights live in a separate file there, so they are left out here too.
     """
     if arch not in RANDOM_ARCHITECTURES:
-        raise UserError(f"Unknown --arch {arch!r}; choose one of {', '.join(RANDOM_ARCHITECTURES)}.")
+        raise NotFound(
+            "is not an architecture orthovec can write.", param="arch", value=arch, choices=list(RANDOM_ARCHITECTURES)
+        )
     layers, dim, heads = RANDOM_ARCHITECTURES[arch]
     path = Path(path)
     if path.is_dir() or not path.suffix:
