@@ -17,6 +17,11 @@ changed anything; embed; stage the new proteins, protein embeddings and genes in
 `species/<name>/.staging/`; mark the report "committing"; load the store under its write lock;
 move the staged files into place; mark the report "complete". Exactly one run holds the species lock, so of
 several `--shard` runs that find every chunk present, one assembles and the others say who does.
+
+An alignment-only run (`embed=False`) loads no model: it commits the proteins table and the report
+under the same lock, and nothing else. The proteins table is replaced only when its content
+changes, so a later run with weights adds embeddings beside it without disturbing what was built
+on the proteins (alignments, search databases).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import pyarrow as pa
 from orthovec.core.faults import fault_point
 from orthovec.core.files import atomic_write_text, check_free_space
 from orthovec.core.locks import FileLock
+from orthovec.core.logs import get_logger
 from orthovec.core.version import __version__
 from orthovec.embedding.encoder import Encoder, LongSeqs, Precision
 from orthovec.embedding.model import load_model
@@ -46,10 +52,12 @@ from orthovec.indexer.proteome import ReadReport, read_proteome
 from orthovec.indexer.settings import CHUNK_RESIDUES, Pooling, Unresolved
 from orthovec.schemas.atlas import Atlas, check_name
 from orthovec.schemas.errors import Invalid, Unavailable, UserError
+from orthovec.schemas.parameters import check_number
 from orthovec.schemas.space import PROVENANCE_FIELD, EmbeddingSpace
 from orthovec.schemas.tables import GENES, PROTEIN_EMBEDDINGS, PROTEINS, read_table, vectors_column, write_table
 
 DEFAULT_MODEL = "esm2_t33_650M_UR50D"
+logger = get_logger("indexer")
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,9 @@ class IndexConfig:
     fasta: Path
     species: str
     atlas: Atlas
-    model: str | None = None  # None: what the --weights checkpoint is, else the 650M model
+    model: str | None = None  # None: what the `weights` checkpoint is, else the 650M model
     weights: Path | None = None
+    embed: bool = True  # False: register the proteins for alignment only (no model, no vectors)
     taxid: int | None = None
     pooling: Pooling = "mean"
     device: str = "auto"
@@ -79,7 +88,23 @@ class IndexConfig:
         if self.shard is not None:
             i, n = self.shard
             if not (n >= 1 and 0 <= i < n):
-                raise UserError(f"--shard {i}/{n}: expected I/N with 0 <= I < N (for example 0/4).")
+                raise Invalid("expected I/N with 0 <= I < N (for example 0/4).", param="shard", value=f"{i}/{n}")
+        if not self.embed:
+            if self.weights is not None or self.model is not None:
+                given = "weights" if self.weights is not None else "model"
+                raise Invalid(
+                    "alignment-only indexing (embed off) reads no model; leave it out, or turn embedding on.",
+                    param=given,
+                    value=str(self.weights if self.weights is not None else self.model),
+                )
+            if self.shard is not None:
+                raise Invalid(
+                    "a shard is a share of the embedding work, and alignment-only indexing (embed off) has none.",
+                    param="shard",
+                    value=f"{self.shard[0]}/{self.shard[1]}",
+                )
+        if self.taxid is not None:
+            check_number("taxid", self.taxid)
 
 
 @dataclass
@@ -87,7 +112,7 @@ class IndexResult:
     """What a run did, for the summary and `index_report.json`."""
 
     species: str
-    model: str
+    model: str | None  # None: registered for alignment only, no embeddings
     complete: bool
     read: ReadReport
     state: str = "embedding"  # embedding → committing → complete; "complete" only once everything is in place
@@ -102,6 +127,7 @@ class IndexResult:
     paths: dict[str, str] = field(default_factory=dict)
     embedding_space: dict[str, object] = field(default_factory=dict)
     input_sha256: str = ""  # of the kept proteins and the space: what a finished assembly was built from
+    proteins_sha256: str = ""  # of the proteins table's content (not its bytes): kept when unchanged
     assembled_by: str = ""  # a shard run that left assembly to another: who that is
 
     def to_dict(self) -> dict[str, object]:
@@ -223,11 +249,11 @@ def index_species(
     config: IndexConfig,
     sink: GeneSink | None = None,
     progress: ProgressFactory | None = None,
-    log: Callable[[str], None] = lambda message: None,
 ) -> IndexResult:
     """Run (or resume) the indexing of one proteome into the atlas and `sink`; returns what happened.
 
-    Without a sink only the Parquet tables are written (the store is someone else's job).
+    Without a sink only the Parquet tables are written (the store is someone else's job). Progress
+    and the reader's report go to the `orthovec.indexer` logger.
     """
     atlas = config.atlas
     proteins, report = read_proteome(
@@ -238,7 +264,9 @@ def index_species(
         unresolved=config.unresolved,
     )
     for line in report.summary_lines():
-        log(line)
+        logger.info(line)
+    if not config.embed:
+        return _register(config, proteins, report)
 
     requested = config.model or (None if config.weights else DEFAULT_MODEL)
     loaded = load_model(requested, config.weights, config.device)
@@ -259,10 +287,10 @@ def index_species(
             _take_species_lock(species_lock, config.species)
             if sink is not None:
                 sink.open(model, config.species, space)
-        result = _embed(config, encoder, space, report, proteins, progress, log)
+        result = _embed(config, encoder, space, report, proteins, progress)
         if result.chunks_missing:
             return result
-        if config.shard is not None and not _shard_may_assemble(config, species_lock, sink, space, result, log):
+        if config.shard is not None and not _shard_may_assemble(config, species_lock, sink, space, result):
             return result
         try:
             _assemble(config, proteins, space, sink, result)
@@ -274,6 +302,76 @@ def index_species(
         species_lock.release()
 
 
+def proteins_digest(proteins: pa.Table) -> str:
+    """Content hash of a PROTEINS table (every column but the sequence, which `seq_hash` stands for).
+
+    Content, not file bytes: the same proteins written again hash the same, whatever the file's
+    provenance says.
+    """
+    digest = hashlib.sha256()
+    for name in PROTEINS.schema().names:
+        if name != "sequence":
+            digest.update(json.dumps(proteins.column(name).to_pylist()).encode())
+    return digest.hexdigest()
+
+
+def _committed_proteins_digest(atlas: Atlas, species: str) -> str | None:
+    """The content hash of the species' committed proteins table, or None when it has none."""
+    path = atlas.proteins(species)
+    if not path.is_file():
+        return None
+    columns = [name for name in PROTEINS.schema().names if name != "sequence"]
+    return proteins_digest(read_table(path, PROTEINS, columns))
+
+
+def _register(config: IndexConfig, proteins: pa.Table, report: ReadReport) -> IndexResult:
+    """Alignment only: commit the proteins table and the report; no model is read, nothing is embedded.
+
+    Registering the same proteins again changes nothing (a species indexed with weights keeps its
+    vectors and its report). New proteins for a species that has vectors are refused: those vectors
+    would describe proteins the species no longer has.
+    """
+    atlas, species = config.atlas, config.species
+    result = IndexResult(
+        species=species,
+        model=None,
+        complete=False,
+        read=report,
+        n_genes=report.n_genes,
+        proteins_sha256=proteins_digest(proteins),
+    )
+    lock = FileLock(atlas.species_lock(species))
+    _take_species_lock(lock, species)
+    try:
+        committed = _committed_proteins_digest(atlas, species)
+        result.paths = {"proteins": str(atlas.proteins(species))}
+        unchanged = committed == result.proteins_sha256
+        if unchanged and atlas.read_index_report(species).get("state") == "complete":
+            logger.info(f"{species}: these {report.n_proteins:,} proteins are already registered; nothing changed")
+            result.complete, result.state = True, "complete"
+            return result
+        models = atlas.models_for(species)
+        if not unchanged and committed is not None and models:
+            raise Invalid(
+                f"{species} already has {', '.join(models)} gene vectors of other proteins than "
+                f"{config.fasta}; registering these for alignment only would leave those vectors describing "
+                "proteins the species no longer has. Index the new proteome with weights (embedding on), or "
+                f"delete {atlas.species_dir(species)} first.",
+                param="fasta",
+                value=str(config.fasta),
+            )
+        if not unchanged:
+            check_free_space(atlas.species_dir(species), int(proteins.nbytes * _DISK_SLACK), f"the tables of {species}")
+            provenance = {"fasta": str(config.fasta), "orthovec": __version__}
+            write_table(proteins, atlas.proteins(species), PROTEINS, provenance)
+        result.complete, result.state = True, "complete"
+        _write_report(atlas, result)
+        logger.info(f"{species}: {report.n_proteins:,} proteins registered for alignment (no embeddings)")
+        return result
+    finally:
+        lock.release()
+
+
 def _embed(
     config: IndexConfig,
     encoder: Encoder,
@@ -281,7 +379,6 @@ def _embed(
     report: ReadReport,
     proteins: pa.Table,
     progress: ProgressFactory | None,
-    log: Callable[[str], None],
 ) -> IndexResult:
     """Embed this run's missing chunks into the shared cache (content-addressed, so safe without a lock)."""
     cache = _cache(config.atlas, space)
@@ -299,8 +396,9 @@ def _embed(
         n_cached_sequences=len(cached),
         embedding_space=space.to_dict(),
         input_sha256=_input_digest(proteins, space),
+        proteins_sha256=proteins_digest(proteins),
     )
-    log(
+    logger.info(
         f"{len(sequences)} distinct sequences: {len(cached)} already embedded, {len(pending)} to embed"
         + (f" ({len(chunks)} chunks in shard {config.shard[0]}/{config.shard[1]})" if config.shard else "")
     )
@@ -330,7 +428,7 @@ def _embed(
     result.chunks_total = len(all_chunks)
     result.chunks_missing = sum(not cache.chunk_path(c).exists() for c in all_chunks)
     if result.chunks_missing:
-        log(
+        logger.info(
             f"{result.chunks_missing} of {len(all_chunks)} chunks are still waiting for other shards; the shard "
             "run that finds them all assembles the species (or run again without --shard)."
         )
@@ -368,22 +466,21 @@ def _shard_may_assemble(
     sink: GeneSink | None,
     space: EmbeddingSpace,
     result: IndexResult,
-    log: Callable[[str], None],
 ) -> bool:
     """Exactly one of the shard runs that find every chunk present assembles; the others say who."""
     if not lock.acquire():
         result.assembled_by = lock.holder() or "another run"
-        log(f"every chunk is present; {result.assembled_by} is assembling {config.species}")
+        logger.info(f"every chunk is present; {result.assembled_by} is assembling {config.species}")
         return False
     if config.atlas.read_index_report(config.species).get("input_sha256") == result.input_sha256 and _committed(
-        config.atlas, config.species, result.model
+        config.atlas, config.species, space.model
     ):
         result.assembled_by = "an earlier shard run"
         result.complete, result.state = True, "complete"
-        log(f"{config.species} was already assembled from these chunks by another shard run")
+        logger.info(f"{config.species} was already assembled from these chunks by another shard run")
         return False
     if sink is not None:
-        sink.open(result.model, config.species, space)
+        sink.open(space.model, config.species, space)
     return True
 
 
@@ -425,8 +522,11 @@ def _assemble(
         "protein_embeddings": atlas.protein_embeddings(species, model),
         "genes": atlas.genes(species, model),
     }
+    if _committed_proteins_digest(atlas, species) == result.proteins_sha256:
+        del final["proteins"]  # unchanged: what was built on it (alignments, search databases) stays current
     staged = {name: staging / path.relative_to(atlas.species_dir(species)) for name, path in final.items()}
-    write_table(proteins, staged["proteins"], PROTEINS, {"fasta": str(config.fasta), "orthovec": __version__})
+    if "proteins" in staged:
+        write_table(proteins, staged["proteins"], PROTEINS, {"fasta": str(config.fasta), "orthovec": __version__})
     write_table(protein_embeddings, staged["protein_embeddings"], PROTEIN_EMBEDDINGS, provenance)
 
     row_of = {seq_hash: row for row, seq_hash in enumerate(unique_hashes)}
@@ -454,7 +554,7 @@ def _assemble(
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged[name], path)
     shutil.rmtree(staging, ignore_errors=True)
-    result.paths = {**{name: str(path) for name, path in final.items()}, "store": store}
+    result.paths = {"proteins": str(atlas.proteins(species)), **{n: str(p) for n, p in final.items()}, "store": store}
     result.complete, result.state = True, "complete"
     _write_report(atlas, result)
 

@@ -44,6 +44,7 @@ def index_proteome(
     atlas: PathLike | Atlas | None = None,
     model: str | None = None,
     weights: PathLike | None = None,
+    embed: bool = True,
     pooling: Literal["mean", "max", "canonical"] = "mean",
     layer: int | None = None,
     long_seqs: Literal["window", "truncate"] = "window",
@@ -54,14 +55,15 @@ def index_proteome(
     unresolved: Literal["report", "self"] = "report",
     qdrant_url: str | None = None,
     qdrant_api_key: str | None = None,
-    log: Callable[[str], None] = lambda line: None,
 ) -> IndexResult:
     """Embed one proteome FASTA (plain or gzip) with ESM-2 and store one vector per gene.
 
     Writes `ATLAS/species/<species>/{proteins.parquet, protein_embeddings/<model>.parquet,
     genes/<model>.parquet, index_report.json}` and resumable chunks under `ATLAS/cache/`, then loads
     the gene vectors into the atlas's embedded Qdrant store (or the server at `qdrant_url`).
-    Resumes a killed run; a failed run leaves the species as it was. Returns the run's report
+    `embed=False` registers the proteins for alignment only (no model, no weights, no store); a
+    later call with weights adds the embeddings. Resumes a killed run; a failed run leaves the
+    species as it was. Progress goes to the `orthovec.indexer` logger. Returns the run's report
     (genes, proteins, records skipped by reason, embedding throughput, paths written).
     """
     from orthovec.indexer.pipeline import IndexConfig
@@ -73,6 +75,7 @@ def index_proteome(
         atlas=_atlas(atlas),
         model=model,
         weights=Path(weights) if weights is not None else None,
+        embed=embed,
         taxid=taxid,
         pooling=pooling,
         device=device,
@@ -82,7 +85,7 @@ def index_proteome(
         gene_map=Path(gene_map) if gene_map is not None else None,
         unresolved=unresolved,
     )
-    return run_index(config, log=log, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key)
+    return run_index(config, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key)
 
 
 def align_species(

@@ -90,9 +90,10 @@ def main() -> None:
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="fair-esm checkpoint (default: esm2_t6_8M_UR50D from $TORCH_HOME or the hub).",
+    help="fair-esm ESM-2 checkpoint: adds embeddings to the alignment-only demo "
+    "[default: --model's checkpoint in $TORCH_HOME's hub cache, if there; nothing is downloaded].",
 )
-@click.option("--model", default="esm2_t6_8M_UR50D", show_default=True, help="Used when --weights is not given.")
+@click.option("--model", default="esm2_t6_8M_UR50D", show_default=True, help="Looked up when --weights is not given.")
 @click.option(
     "--atlas",
     type=click.Path(file_okay=False, path_type=Path),
@@ -102,42 +103,68 @@ def main() -> None:
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> None:
-    """Run the main job on a shipped example: index two species, align and map them, query homologs.
+    """Run the main job on a shipped example: index two species, align and map them, show homologs.
 
-    Example: orthovec random-weights /tmp/8M.pt --arch 8M && orthovec demo --weights /tmp/8M.pt
+    Runs with no network and no weights (alignment only); --weights adds ESM-2 embeddings.
+
+    Example: orthovec demo   (or: orthovec random-weights /tmp/8M.pt && orthovec demo --weights /tmp/8M.pt)
     """
-    from orthovec.core.options import console
-    from orthovec.demo import run_demo
-    from orthovec.lookup.cli import print_results
+    import shlex
+
+    from orthovec.core.options import console, emit_rows
+    from orthovec.demo import FROG, HUMAN, QUERIES, run_demo
     from orthovec.schemas.atlas import Atlas
 
     out = console()
     atlas_dir = Atlas(atlas)
-    result = run_demo(atlas_dir, weights=weights, model=model, device=device, log=lambda line: out.print(line))
+    result = run_demo(atlas_dir, weights=weights, model=model, device=device)
     summary, agreement = result.mapping, result.agreement
     out.print(
-        f"   {summary.candidates:,} candidate pairs, {summary.rbh} reciprocal best hits, "
+        f"{summary.candidates:,} candidate pairs, {summary.rbh} reciprocal best hits, "
         f"{summary.one2one_greedy} one-to-one pairs, {summary.groups} homology groups ({summary.evidence} evidence)"
     )
     out.print(
-        f"   one-to-one pairs agreeing with DIOPT (7/7 tools): {agreement.n_correct} of {agreement.n_reference} "
+        f"one-to-one pairs agreeing with DIOPT (7/7 tools): {agreement.n_correct} of {agreement.n_reference} "
         f"(precision {agreement.precision:.2f})"
     )
-    if result.random_weights:
+    if result.alignment_only:
         out.print(
-            "   [yellow]These weights are random (orthovec random-weights): embedding scores, and the query hits "
-            "below, measure the code path, not biology. The one-to-one calls above rest on the MMseqs2 alignments, "
-            "which are real sequence evidence. Pass pretrained ESM-2 weights for real embeddings.[/yellow]"
+            f"Alignment only: no ESM-2 weights were given and none are cached at {result.looked_for}, so the "
+            "species were indexed without embeddings and mapped on MMseqs2 alignments alone (real sequence "
+            "evidence). Add embeddings with --weights PATH (a fair-esm ESM-2 checkpoint).",
+            style="yellow",
         )
-    out.print("4. query homologs of human genes in the frog (embedding nearest neighbours)")
-    print_results(list(result.queries.items()), "table")
-    out.print("5. files")
-    for species in ("human", "xenopus_tropicalis"):
-        out.print(f"   genes:    {atlas_dir.genes(species, result.model)}")
-    out.print(f"   alignment: {atlas_dir.alignment('human', 'xenopus_tropicalis')}")
-    out.print(f"   mapping:  {summary.path}")
-    out.print(f"   store:    {atlas_dir.qdrant(result.model)} (embedded Qdrant Edge)")
-    out.print(f"Next: orthovec query GENE --from human --to xenopus_tropicalis --atlas {atlas}")
+    elif result.random_weights:
+        out.print(
+            "These weights are random (orthovec random-weights): embedding scores, and the homologs below, "
+            "measure the code path, not biology. The one-to-one calls above rest on the MMseqs2 alignments, "
+            "which are real sequence evidence. Pass pretrained ESM-2 weights for real embeddings.",
+            style="yellow",
+        )
+    source = "the mapping table" if result.alignment_only else "embedding nearest neighbours"
+    rows = [
+        {"query": gene, "homolog": hit.gene_symbol or hit.gene_id, "gene_id": hit.gene_id, "score": hit.score,
+         "rank": hit.rank, "reciprocal_best": hit.is_rbh}
+        for gene, hits in result.queries.items()
+        for hit in hits
+    ]  # fmt: skip
+    emit_rows(rows, "table", title=f"Homologs of human genes in the frog ({source})")
+    out.print("Files:")
+    for species in (HUMAN, FROG):
+        out.print(f"  proteins:  {atlas_dir.proteins(species)}")
+        if result.model:
+            out.print(f"  genes:     {atlas_dir.genes(species, result.model)}")
+    out.print(f"  alignment: {atlas_dir.alignment(HUMAN, FROG)}")
+    out.print(f"  mapping:   {summary.path}")
+    if result.model:
+        out.print(f"  store:     {atlas_dir.qdrant(result.model)} (embedded Qdrant Edge)")
+    where = shlex.quote(str(atlas))
+    if result.model:
+        query = f"orthovec query {QUERIES[0]} --from {HUMAN} --to {FROG} --model {result.model}"
+        out.print(f"Next: {query} --atlas {where}")
+    else:
+        out.print(f"Next: orthovec map {HUMAN} {FROG} --evidence alignment --atlas {where}")
+    out.print(f"Next: orthovec species --atlas {where}")
 
 
 if __name__ == "__main__":

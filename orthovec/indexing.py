@@ -6,25 +6,25 @@ for a `GeneSink`, and this module hands it the store (embedded, or a Qdrant serv
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from orthovec.indexer.pipeline import IndexConfig, IndexResult, ProgressFactory, index_species
-from orthovec.lookup.store.load import StoreSink
 
 
 def index_proteome(
     config: IndexConfig,
     progress: ProgressFactory | None = None,
-    log: Callable[[str], None] = lambda message: None,
     *,
     qdrant_url: str | None = None,
     qdrant_api_key: str | None = None,
 ) -> IndexResult:
     """Index (or resume) one proteome: ATLAS/species/<name>/ tables, then its genes into the store.
 
-    Writes proteins.parquet, protein_embeddings/<model>.parquet, genes/<model>.parquet and
-    index_report.json under ATLAS/species/<name>/, embedding chunks under ATLAS/cache/, and the
-    gene vectors into the atlas's embedded Qdrant store (or the server at `qdrant_url`). A run
-    that fails or is killed leaves the species as it was (see the README's Guarantees).
+    Writes proteins.parquet and index_report.json under ATLAS/species/<name>/; with embedding on
+    (the default) also protein_embeddings/<model>.parquet and genes/<model>.parquet, embedding
+    chunks under ATLAS/cache/, and the gene vectors into the atlas's embedded Qdrant store (or the
+    server at `qdrant_url`). Alignment only (`config.embed` False) touches no model and no store.
+    A run that fails or is killed leaves the species as it was (see the docs' Guarantees).
     """
-    return index_species(config, StoreSink(config.atlas, qdrant_url, qdrant_api_key), progress, log)
+    from orthovec.lookup.store.load import StoreSink
+
+    sink = StoreSink(config.atlas, qdrant_url, qdrant_api_key) if config.embed else None
+    return index_species(config, sink, progress)

@@ -76,6 +76,7 @@ RULES: dict[str, NumberRule] = {
         NumberRule("taxid", int, "NCBI taxonomy id", low=1, high=TAXID_MAX),
         NumberRule("layer", int, "representation layer (negative counts from the last)", low=-100, high=100),
         NumberRule("toks_per_batch", int, "tokens per batch", low=64, high=10_000_000),
+        NumberRule("chunk_residues", int, "residues per cached embedding chunk", low=1, high=10_000_000_000),
         NumberRule("port", int, "TCP port", low=1, high=65535),
         NumberRule("request_timeout", float, "seconds a client has to send a request", low=0.1, high=86400),
         NumberRule("max_epochs", int, "training epochs", low=1, high=100_000),

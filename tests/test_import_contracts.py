@@ -66,11 +66,6 @@ def _within(name: str, packages: tuple[str, ...]) -> bool:
 #: Crossings that exist today and are being taken out (issue 21); each entry names what replaces
 #: it. The list may only shrink: an entry that no longer crosses fails `test_known_crossings_still_exist`.
 KNOWN_CROSSINGS = {
-    # the index command composes index + store load: that composition belongs to the top floor
-    "orthovec.indexer.cli imports orthovec.indexing",
-    "orthovec.indexer.cli imports orthovec.indexing.index_proteome",
-    "orthovec.indexer.cli imports orthovec.lookup.store.load",
-    "orthovec.indexer.cli imports orthovec.lookup.store.load.species_states",
     # query --fasta reads query sequences through the indexer's proteome reader
     "orthovec.lookup.cli imports orthovec.indexer.proteome",
     "orthovec.lookup.cli imports orthovec.indexer.proteome.read_proteome",

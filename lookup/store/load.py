@@ -9,14 +9,13 @@ differs from the others' is refused, naming both, before anything is written.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
 from orthovec.core.files import check_free_space
 from orthovec.lookup.store import EDGE_WAL_BYTES, WRITE_WAIT_S, EdgeStore, GeneStore, describe, open_store
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import NotFound, Unavailable, UserError
+from orthovec.schemas.errors import NotFound
 from orthovec.schemas.space import EmbeddingSpace, require_one_space_id, space_of_genes
 from orthovec.schemas.tables import GENES, read_table
 
@@ -109,90 +108,3 @@ class StoreSink:
             return describe(store)
         finally:
             store.close()
-
-
-@dataclass(frozen=True)
-class SpeciesState:
-    """One (species, model) of an atlas as `orthovec species` shows it."""
-
-    species: str
-    model: str | None
-    genes: int
-    proteins: int
-    stored: int | None  # genes in the embedded store; None when it is not checked (server, busy)
-    state: str  # complete | incomplete | store missing
-    note: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "species": self.species,
-            "model": self.model,
-            "genes": self.genes,
-            "proteins": self.proteins,
-            "stored": self.stored,
-            "state": self.state,
-            "note": self.note,
-        }
-
-
-def species_states(atlas: Atlas) -> list[SpeciesState]:
-    """What each species really is: its tables, its last index run, and its vectors in the embedded store."""
-    counts, store_note = _embedded_counts(atlas)
-    rows: list[SpeciesState] = []
-    for species in atlas.species_names():
-        proteins_path = atlas.proteins(species)
-        n_proteins = _rows(proteins_path) if proteins_path.is_file() else 0
-        report = atlas.read_index_report(species)
-        models: list[str | None] = [*atlas.models_for(species)] or [None]  # None: tables but no vectors yet
-        for model in models:
-            genes = _rows(atlas.genes(species, model)) if model else 0
-            stored = counts.get(model, {}).get(species, 0) if model and counts is not None else None
-            state, note = _state(report, model, genes, stored, store_note)
-            if min(genes, n_proteins) < 0:
-                state, note = "incomplete", "a table is unreadable (damaged?); run `orthovec index` again"
-            rows.append(SpeciesState(species, model, genes, n_proteins, stored, state, note))
-    return rows
-
-
-def _state(
-    report: dict[str, object], model: str | None, genes: int, stored: int | None, store_note: str
-) -> tuple[str, str]:
-    last_run = report.get("model") == model
-    if model is None or (last_run and report.get("state") != "complete"):
-        why = {"committing": "a run stopped while committing", "embedding": "embedding not finished (shards?)"}
-        return "incomplete", why.get(str(report.get("state")), "not embedded yet") + "; run `orthovec index` again"
-    paths = report.get("paths")
-    store = str(paths.get("store", "")) if last_run and isinstance(paths, dict) else ""
-    if store and not store.startswith("embedded"):
-        return "complete", f"vectors in {store} (not checked)"
-    if stored is None:
-        return "complete", store_note
-    if stored != genes:
-        return "store missing", f"the store holds {stored:,} of {genes:,} genes; run `orthovec index` again"
-    return "complete", ""
-
-
-def _rows(path: Path) -> int:
-    """Rows of a Parquet table from its footer (cheap), or -1 when it cannot be read."""
-    import pyarrow.parquet as pq
-
-    try:
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    except (pa.ArrowInvalid, OSError):
-        return -1
-
-
-def _embedded_counts(atlas: Atlas) -> tuple[dict[str, dict[str, int]] | None, str]:
-    """Genes per model and species in the embedded store, or None and why it could not be read."""
-    if not (atlas.root / "qdrant").is_dir():
-        return {}, ""
-    try:
-        store = open_store(atlas, read_only=True)
-    except Unavailable:
-        return None, "store not checked: it is being written"
-    try:
-        return {model: store.species_counts(model) for model in store.models()}, ""
-    except UserError as error:
-        return None, f"store not checked: {error}"
-    finally:
-        store.close()

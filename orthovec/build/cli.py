@@ -1,4 +1,9 @@
-"""Click commands for many-species builds: `build` (a manifest → a whole atlas) and `fetch-proteome`."""
+"""Click commands that build an atlas: `index` (one proteome), `species` (what the atlas holds),
+`build` (a manifest → a whole atlas) and `fetch-proteome`.
+
+They sit on the top floor because indexing ends by loading the store, and a species' state is read
+from both the indexer's tables and the store: composing stages is this floor's job.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,248 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orthovec.core.options import atlas_option, console, output_format, qdrant_options, shard_option
+from orthovec.core.options import (
+    atlas_option,
+    console,
+    emit_rows,
+    number_option,
+    output_format,
+    qdrant_options,
+    shard_option,
+)
+from orthovec.embedding.architectures import ESM2_ARCHITECTURES, PRECISIONS, LongSeqs, Precision
+from orthovec.indexer.settings import CHUNK_RESIDUES, POOLINGS, Pooling, Unresolved
 from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import NotFound
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from orthovec.build.plan import BuildReport
-    from orthovec.indexer.pipeline import ProgressFactory
+    from orthovec.indexer.pipeline import IndexResult, ProgressFactory
+
+
+@contextlib.contextmanager
+def _embedding_progress(log_console: Console, label: str = "embedding") -> Iterator[ProgressFactory]:
+    """Starts the embedding progress once the pipeline knows how much work is left."""
+    from orthovec.core.progress import WorkProgress
+
+    with contextlib.ExitStack() as stack:
+
+        def start(total_proteins: int, total_residues: int) -> Callable[[int, int], None]:
+            work = stack.enter_context(WorkProgress(label, total_residues, "residues", log_console))
+            return lambda proteins, residues: work.advance(residues, proteins=proteins)
+
+        yield start
+
+
+@click.command("index")
+@click.argument("fasta", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--species", required=True, help="Species name used everywhere else (e.g. homo_sapiens).")
+@number_option("--taxid", rule="taxid", help="NCBI taxonomy ID (read from OX= headers when absent).")
+@click.option(
+    "--embed/--no-embed",
+    default=True,
+    show_default=True,
+    help="--no-embed registers the proteins (and the search database) for alignment only: no weights, no "
+    "GPU. A later run with --weights adds the embeddings.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(list(ESM2_ARCHITECTURES)),
+    help="ESM-2 model [default: the --weights checkpoint's architecture, else esm2_t33_650M_UR50D].",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Local fair-esm checkpoint (.pt); default: $TORCH_HOME cache, then the hub.",
+)
+@click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True, help="Isoforms → gene.")
+@atlas_option
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@number_option("--toks-per-batch", rule="toks_per_batch", default=4096, show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 autocast on CUDA, fp32 on CPU. bf16 on a CPU with AVX512-BF16/AMX is faster, not exact.",
+)
+@click.option(
+    "--long-seqs",
+    type=click.Choice(["window", "truncate"]),
+    default="window",
+    show_default=True,
+    help="Sequences over 1022 residues: average overlapping windows, or keep the first 1022.",
+)
+@number_option("--layer", rule="layer", help="Representation layer (default: the last).")
+@shard_option("Embed only shard I of N (0-based).")
+@click.option(
+    "--gene-map",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TSV protein_id<TAB>gene_id[<TAB>symbol] for headers without gene information.",
+)
+@click.option(
+    "--unresolved",
+    type=click.Choice(["report", "self"]),
+    default="report",
+    show_default=True,
+    help="Proteins with no gene: report and skip them, or keep each as its own gene.",
+)
+@number_option(
+    "--chunk-residues",
+    rule="chunk_residues",
+    default=CHUNK_RESIDUES,
+    show_default=True,
+    help="Residues per cached chunk: the most work a killed run can lose.",
+)
+@qdrant_options()
+@output_format("table", "tsv", "json", deprecated_json=True)
+def index_command(
+    fasta: Path,
+    species: str,
+    taxid: int | None,
+    embed: bool,
+    model: str | None,
+    weights: Path | None,
+    pooling: Pooling,  # click's Choice guarantees each of these literals
+    atlas: Atlas,
+    device: str,
+    toks_per_batch: int,
+    precision: Precision,
+    long_seqs: LongSeqs,
+    layer: int | None,
+    shard: tuple[int, int] | None,
+    gene_map: Path | None,
+    unresolved: Unresolved,
+    chunk_residues: int,
+    qdrant_url: str | None,
+    qdrant_api_key: str | None,
+    fmt: str,
+) -> None:
+    """Index a proteome FASTA (plain or gzip): genes → ESM-2 vectors → Parquet + Qdrant.
+
+    Safe to re-run: finished embeddings are reused, a killed run resumes where it stopped, and
+    re-loading never duplicates vectors. A run that fails or is killed leaves the species as it
+    was; one that cannot commit (a server holds the atlas, another embedding space) stops at once.
+    With --no-embed it registers the proteins for alignment only (align, map --evidence alignment);
+    running it again later with --weights adds the embeddings.
+
+    Example: orthovec index UP000005640_9606.fasta.gz --species human --weights esm2_t33_650M_UR50D.pt
+    """
+    from orthovec.indexer.pipeline import IndexConfig
+    from orthovec.indexing import index_proteome
+
+    config = IndexConfig(
+        fasta=fasta,
+        species=species,
+        atlas=atlas,
+        model=model,
+        weights=weights,
+        embed=embed,
+        taxid=taxid,
+        pooling=pooling,
+        device=device,
+        toks_per_batch=toks_per_batch,
+        precision=precision,
+        long_seqs=long_seqs,
+        layer=layer,
+        shard=shard,
+        gene_map=gene_map,
+        unresolved=unresolved,
+        chunk_residues=chunk_residues,
+    )
+    log_console = console(stderr=True)
+    with _embedding_progress(log_console) as start:
+        result = index_proteome(config, progress=start, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    elif fmt == "tsv":
+        emit_rows([_index_row(result)], fmt)
+    else:
+        _print_index(result, log_console)
+
+
+def _index_row(result: IndexResult) -> dict[str, object]:
+    return {
+        "species": result.species,
+        "model": result.model,
+        "state": result.state,
+        "records": result.read.n_records,
+        "proteins": result.read.n_proteins,
+        "genes": result.n_genes,
+        "embedded": result.n_embedded_sequences,
+        "from_cache": result.n_cached_sequences,
+        "chunks_missing": result.chunks_missing,
+    }
+
+
+def _print_index(result: IndexResult, out: Console) -> None:
+    species = result.species
+    if result.assembled_by:
+        out.print(f"{species}: shard done; {result.assembled_by} assembles the species", style="green")
+        return
+    if not result.complete:
+        out.print(f"{species}: shard done, species not assembled yet", style="yellow")
+        return
+    if result.model is None:
+        out.print(
+            f"{species}: {result.n_genes:,} genes from {result.read.n_proteins:,} proteins, registered for "
+            "alignment only (orthovec align, orthovec map --evidence alignment); run `orthovec index` again "
+            "with --weights to add embeddings",
+            style="green",
+        )
+    else:
+        rate = result.n_residues_embedded / result.embed_seconds if result.embed_seconds else 0.0
+        out.print(
+            f"{species}: {result.n_genes:,} genes from {result.read.n_proteins:,} proteins "
+            f"({result.n_embedded_sequences:,} sequences embedded at {rate:,.0f} residues/s, "
+            f"{result.n_cached_sequences:,} from cache)",
+            style="green",
+        )
+    for name, path in result.paths.items():
+        out.print(f"  {name}: {path}")
+
+
+@click.command("species")
+@atlas_option
+@output_format("table", "tsv", "json")
+def species_command(atlas: Atlas, fmt: str) -> None:
+    """List the species an atlas holds and what each has: proteins, gene vectors per model, store points.
+
+    "complete" with the note "alignment only": registered with `index --no-embed`; "incomplete":
+    the last index run did not finish (run it again); "store missing": the tables are there but
+    the embedded store lacks the species' vectors. Works on a read-only atlas and while a server
+    runs. Example: orthovec species --atlas ./orthovec-atlas --format json
+    """
+    if not atlas.root.is_dir():
+        raise NotFound(f"No atlas at {atlas.root}. Create one with `orthovec index FASTA --species NAME`.")
+    from orthovec.build.species import species_states
+
+    rows = [row.to_dict() for row in species_states(atlas)]
+    if fmt != "table":
+        emit_rows(rows, fmt)
+        return
+    if not rows:
+        click.echo(f"The atlas {atlas.root} holds no species yet.")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"atlas {atlas.root}")
+    for column in ("species", "model", "genes", "proteins", "stored", "state", "note"):
+        table.add_column(column, justify="right" if column in ("genes", "proteins", "stored") else "left")
+    for row in rows:
+        stored = row["stored"]
+        table.add_row(
+            str(row["species"]),
+            str(row["model"] or "(not embedded)"),
+            f"{row['genes']:,}",
+            f"{row['proteins']:,}",
+            "" if stored is None else f"{stored:,}",
+            str(row["state"]),
+            str(row["note"]),
+        )
+    console().print(table)
 
 
 @click.command("build")
@@ -73,11 +312,7 @@ def build_command(
         fetch=FetchConfig.from_environ(os.environ),
         qdrant_api_key=qdrant_api_key,
     )
-    log_console = console(stderr=True)
-    events = BuildEvents(
-        log=lambda line: log_console.print(line, highlight=False, markup=False, emoji=False),
-        embedding_progress=_progress(log_console),
-    )
+    events = BuildEvents(embedding_progress=_progress(console(stderr=True)))
     report = run_build(loaded, atlas, options, events)
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
@@ -87,20 +322,7 @@ def build_command(
 
 def _progress(log_console: Console) -> Callable[[str], contextlib.AbstractContextManager[ProgressFactory]]:
     """Per species, a context that starts the embedding bar once the indexer knows the work left."""
-    from orthovec.core.progress import WorkProgress
-
-    @contextlib.contextmanager
-    def for_species(species: str) -> Iterator[ProgressFactory]:
-        with contextlib.ExitStack() as stack:
-
-            def start(total_proteins: int, total_residues: int) -> Callable[[int, int], None]:
-                label = f"embedding {species}"
-                work = stack.enter_context(WorkProgress(label, total_residues, "residues", log_console))
-                return lambda proteins, residues: work.advance(residues, proteins=proteins)
-
-            yield start
-
-    return for_species
+    return lambda species: _embedding_progress(log_console, f"embedding {species}")
 
 
 def _print_report(report: BuildReport) -> None:
@@ -207,14 +429,12 @@ def fetch_proteome_command(source: str, out: Path, sha256: str | None, atlas: At
     from orthovec.build.fetch import FetchConfig, copy_verified, fetch_proteome
     from orthovec.build.manifest import parse_source
 
-    log_console = console(stderr=True)
     parsed = parse_source(source, Path.cwd(), "SOURCE")
     fetched = fetch_proteome(
         parsed,
         atlas.download_cache(),
         FetchConfig.from_environ(os.environ),
         expected_sha256=sha256.lower() if sha256 else None,
-        log=lambda line: log_console.print(line, highlight=False, markup=False, emoji=False),
     )
     copy_verified(fetched, out)
     if fmt == "json":  # the provenance record
@@ -223,4 +443,4 @@ def fetch_proteome_command(source: str, out: Path, sha256: str | None, atlas: At
     click.echo(f"{out}: {fetched.n_records:,} records, sha256 {fetched.sha256} (from {fetched.url or fetched.path})")
 
 
-COMMANDS: list[click.Command] = [build_command, fetch_proteome_command]
+COMMANDS: list[click.Command] = [index_command, species_command, build_command, fetch_proteome_command]

@@ -24,15 +24,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
 from orthovec.build.manifest import Source
+from orthovec.core.logs import get_logger
 from orthovec.core.version import __version__
 from orthovec.schemas.errors import Invalid, NotFound, Unavailable
+
+logger = get_logger("fetch")
 
 UNIPROT_URL_ENV = "ORTHOVEC_UNIPROT_URL"
 ENSEMBL_URL_ENV = "ORTHOVEC_ENSEMBL_URL"
@@ -92,9 +95,6 @@ class _Transient(Exception):
     """A failure another attempt may not have (dropped connection, 5xx, truncated body)."""
 
 
-Log = Callable[[str], None]
-
-
 def fetch_proteome(
     source: Source,
     cache: Path,
@@ -102,7 +102,6 @@ def fetch_proteome(
     *,
     expected_sha256: str | None = None,
     reuse: bool = False,
-    log: Log = lambda message: None,
 ) -> Fetched:
     """The proteome of `source` as a checked local file: a path is checked in place, anything
     remote is downloaded into the cache (or, with `reuse`, taken from an earlier download)."""
@@ -111,24 +110,24 @@ def fetch_proteome(
         digest, n_records = check_proteome(path, url=None)
         _check_pin(digest, expected_sha256, str(path))
         return Fetched(str(source), str(path), digest, path.stat().st_size, n_records)
-    url, checksum = resolve_url(source, config, log)
+    url, checksum = resolve_url(source, config)
     return download(
-        url, cache, config, source=str(source), checksum=checksum, expected_sha256=expected_sha256, reuse=reuse, log=log
+        url, cache, config, source=str(source), checksum=checksum, expected_sha256=expected_sha256, reuse=reuse
     )
 
 
-def resolve_url(source: Source, config: FetchConfig, log: Log) -> tuple[str, Checksum | None]:
+def resolve_url(source: Source, config: FetchConfig) -> tuple[str, Checksum | None]:
     """The download URL of a remote source, and the checksum its publisher lists for it."""
     if source.kind == "url":
         return source.value, None
     if source.kind == "uniprot":
-        return _uniprot_url(source.value, config, log), None
+        return _uniprot_url(source.value, config), None
     if source.kind == "ensembl":
-        return _ensembl_url(source.value, config, log)
+        return _ensembl_url(source.value, config)
     raise ValueError(f"not a remote source: {source}")
 
 
-def _uniprot_url(proteome: str, config: FetchConfig, log: Log) -> str:
+def _uniprot_url(proteome: str, config: FetchConfig) -> str:
     """UniProt's REST stream of a proteome's entries, after checking the proteome exists.
 
     Asking UniProtKB for `proteome:UP...` of an unknown id returns an empty 200, which would look
@@ -145,12 +144,13 @@ def _uniprot_url(proteome: str, config: FetchConfig, log: Log) -> str:
     except json.JSONDecodeError as err:
         raise Invalid(f"{entry_url}: expected UniProt's JSON proteome entry, got something else ({err}).") from None
     taxonomy = entry.get("taxonomy", {}) if isinstance(entry, dict) else {}
-    log(f"UniProt {proteome}: {taxonomy.get('scientificName', 'unknown organism')} (taxid {taxonomy.get('taxonId')})")
+    organism = taxonomy.get("scientificName", "unknown organism")
+    logger.info(f"UniProt {proteome}: {organism} (taxid {taxonomy.get('taxonId')})")
     query = urllib.parse.urlencode({"format": "fasta", "compressed": "true", "query": f"(proteome:{proteome})"})
     return f"{config.uniprot_url}/uniprotkb/stream?{query}"
 
 
-def _ensembl_url(species_release: str, config: FetchConfig, log: Log) -> tuple[str, Checksum | None]:
+def _ensembl_url(species_release: str, config: FetchConfig) -> tuple[str, Checksum | None]:
     """Ensembl's `*.pep.all.fa.gz` for a species and release, found in the folder listing (its
     name carries the assembly, which users should not have to know) with its CHECKSUMS line."""
     species, release = species_release.split("@")
@@ -166,7 +166,7 @@ def _ensembl_url(species_release: str, config: FetchConfig, log: Log) -> tuple[s
     if not names:
         raise NotFound(f"{folder}: no *.pep.all.fa.gz file listed; is this an Ensembl FASTA folder?")
     name = names[0]
-    log(f"Ensembl {species} release {release}: {name}")
+    logger.info(f"Ensembl {species} release {release}: {name}")
     checksum = None
     with contextlib.suppress(NotFound):
         for line in _get_small(folder + "CHECKSUMS", config).decode("utf-8", "replace").splitlines():
@@ -194,12 +194,12 @@ def _request(url: str, headers: dict[str, str], config: FetchConfig) -> http.cli
         raise _Transient(f"{type(err).__name__}: {getattr(err, 'reason', err)}") from None
 
 
-def _retrying(url: str, config: FetchConfig, log: Log) -> Iterator[int]:
+def _retrying(url: str, config: FetchConfig) -> Iterator[int]:
     """Attempt numbers, sleeping with exponential backoff between them; the caller retries on _Transient."""
     for attempt in range(config.retries + 1):
         if attempt:
             delay = config.backoff_s * 2 ** (attempt - 1)
-            log(f"retrying {url} in {delay:.1f} s (attempt {attempt + 1} of {config.retries + 1})")
+            logger.info(f"retrying {url} in {delay:.1f} s (attempt {attempt + 1} of {config.retries + 1})")
             time.sleep(delay)
         yield attempt
 
@@ -207,7 +207,7 @@ def _retrying(url: str, config: FetchConfig, log: Log) -> Iterator[int]:
 def _get_small(url: str, config: FetchConfig, accept: str | None = None) -> bytes:
     """A small document (listing, checksum file, JSON entry), retried like a download."""
     last = ""
-    for _ in _retrying(url, config, lambda message: None):
+    for _ in _retrying(url, config):
         try:
             with _request(url, {"Accept": accept} if accept else {}, config) as response:
                 return response.read()
@@ -225,7 +225,6 @@ def download(
     checksum: Checksum | None = None,
     expected_sha256: str | None = None,
     reuse: bool = False,
-    log: Log = lambda message: None,
 ) -> Fetched:
     """Download `url` into the content-addressed cache, resuming and retrying; returns the record.
 
@@ -243,7 +242,7 @@ def download(
         earlier = _earlier_download(by_url / f"{url_key}.json", expected_sha256) if reuse else None
         if earlier is not None:
             return earlier
-        _transfer(url, partial, config, log)
+        _transfer(url, partial, config)
         try:
             digest, n_records = check_proteome(partial, url=url)
             if checksum is not None:
@@ -265,7 +264,7 @@ def download(
         _write_json(cache / f"{digest}.json", record.to_dict())
         os.replace(partial, cache / digest)
         _write_json(by_url / f"{url_key}.json", record.to_dict())
-    log(f"{url}: {n_records:,} records, {record.bytes:,} bytes, sha256 {digest[:16]}…")
+    logger.info(f"{url}: {n_records:,} records, {record.bytes:,} bytes, sha256 {digest[:16]}…")
     return record
 
 
@@ -280,10 +279,10 @@ def _earlier_download(record_path: Path, expected_sha256: str | None) -> Fetched
     return fetched
 
 
-def _transfer(url: str, partial: Path, config: FetchConfig, log: Log) -> None:
+def _transfer(url: str, partial: Path, config: FetchConfig) -> None:
     """Stream `url` into `partial`, appending from its current size whenever the server allows."""
     last = ""
-    for _ in _retrying(url, config, log):
+    for _ in _retrying(url, config):
         have = partial.stat().st_size if partial.exists() else 0
         try:
             response = _request(url, {"Range": f"bytes={have}-"} if have else {}, config)
@@ -302,14 +301,14 @@ def _transfer(url: str, partial: Path, config: FetchConfig, log: Log) -> None:
             expected = have + int(length) if length is not None else None
             try:
                 with open(partial, "ab" if have else "wb") as out:
-                    _copy_reporting(response, out, have, expected, url, log)
+                    _copy_reporting(response, out, have, expected, url)
             except (OSError, http.client.HTTPException) as err:
                 last = f"connection dropped ({type(err).__name__})"
                 continue
         got = partial.stat().st_size
         if expected is not None and got < expected:
             last = f"transfer truncated at {got:,} of {expected:,} bytes"
-            log(f"{url}: {last}")
+            logger.info(f"{url}: {last}")
             continue
         return
     raise Unavailable(
@@ -319,7 +318,7 @@ def _transfer(url: str, partial: Path, config: FetchConfig, log: Log) -> None:
 
 
 def _copy_reporting(
-    response: http.client.HTTPResponse, out: IO[bytes], have: int, expected: int | None, url: str, log: Log
+    response: http.client.HTTPResponse, out: IO[bytes], have: int, expected: int | None, url: str
 ) -> None:
     """Copy the body, with a line every PROGRESS_EVERY_S seconds: proteomes take minutes on slow links."""
     started = last_line = time.monotonic()
@@ -331,7 +330,7 @@ def _copy_reporting(
         if now - last_line >= PROGRESS_EVERY_S:
             last_line = now
             total = f" of {expected / 1e6:,.1f}" if expected else ""
-            log(f"{url}: {done / 1e6:,.1f}{total} MB ({(done - have) / 1e6 / (now - started):,.1f} MB/s)")
+            logger.info(f"{url}: {done / 1e6:,.1f}{total} MB ({(done - have) / 1e6 / (now - started):,.1f} MB/s)")
 
 
 def _refuse_html(response: http.client.HTTPResponse, url: str) -> None:

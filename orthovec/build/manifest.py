@@ -20,6 +20,7 @@ from orthovec.embedding.architectures import CUSTOM_NAME, ESM2_ARCHITECTURES, LO
 from orthovec.indexer.settings import POOLINGS, Pooling
 from orthovec.schemas.atlas import NAME
 from orthovec.schemas.errors import Invalid, NotFound
+from orthovec.schemas.parameters import check_number
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,6 +68,7 @@ class SpeciesEntry:
     pooling: Pooling | None = None  # None: the atlas default
     unresolved: Unresolved = "report"
     sha256: str | None = None  # pins the downloaded file's content
+    embed: bool | None = None  # None: the atlas default
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class AtlasSettings:
 
     weights: Path | None = None
     model: str | None = None
+    embed: bool = True  # False: every species without its own `embed` is indexed for alignment only
     layer: int | None = None
     pooling: Pooling = "mean"
     precision: Precision = "auto"
@@ -100,6 +103,11 @@ class Manifest:
     def names(self) -> list[str]:
         return [entry.name for entry in self.species]
 
+    def embeds(self, species: str) -> bool:
+        """Whether `species` is embedded (its own `embed`, else the atlas's)."""
+        entry = next(entry for entry in self.species if entry.name == species)
+        return self.atlas.embed if entry.embed is None else entry.embed
+
     def pairs(self) -> list[tuple[str, str]]:
         return list(self.atlas.pairs) if self.atlas.pairs is not None else list(itertools.combinations(self.names, 2))
 
@@ -108,6 +116,7 @@ class Manifest:
 _ATLAS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "weights": ((str,), "checkpoint path"),
     "model": ((str,), "ESM-2 model name"),
+    "embed": ((bool,), "true, or false for alignment only (no embeddings)"),
     "layer": ((int,), "representation layer"),
     "pooling": ((str,), f"one of {', '.join(POOLINGS)}"),
     "precision": ((str,), f"one of {', '.join(PRECISIONS)}"),
@@ -135,6 +144,7 @@ _SPECIES_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "pooling": ((str,), f"one of {', '.join(POOLINGS)}"),
     "unresolved": ((str,), "report or self"),
     "sha256": ((str,), "64 hex digits of the expected file content"),
+    "embed": ((bool,), "true, or false for alignment only (no embeddings)"),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "pooling": tuple(POOLINGS),
@@ -143,6 +153,28 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "unresolved": ("report", "self"),
 }
+
+#: Numeric [atlas] keys and the shared rule (`orthovec.schemas.parameters.RULES`) each is checked by,
+#: so a manifest refuses exactly what the command line and HTTP refuse (NaN, out of range).
+_NUMBER_RULES = {
+    "layer": "layer",
+    "toks_per_batch": "toks_per_batch",
+    "align_sensitivity": "sensitivity",
+    "align_threads": "threads",
+    "k": "k",
+    "margin": "margin",
+    "min_score": "min_score",
+    "max_evalue": "max_evalue",
+    "csls_k": "csls_k",
+}
+
+
+def _check_number(rule: str, value: object, where: str, key: str) -> None:
+    try:
+        check_number(rule, value, param=key)
+    except Invalid as err:
+        raise Invalid(f"{where}: {err}") from None
+
 
 _TABLE_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?")
 _KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_-]+|\"[^\"]*\")\s*=")
@@ -211,8 +243,13 @@ def load_manifest(path: Path) -> Manifest:
     for index, name in enumerate(names):
         if name in names[:index]:
             raise Invalid(f"{where('species', index, 'name')}: species '{name}' is listed twice; names must be unique.")
-    settings = _atlas(path.parent, atlas_table, where, names)
+    settings = _atlas(path.parent, atlas_table, where, names, any_embedded=_any_embedded(atlas_table, species))
     return Manifest(path=path, atlas=settings, species=species)
+
+
+def _any_embedded(atlas_table: dict[str, Any], species: tuple[SpeciesEntry, ...]) -> bool:
+    default = atlas_table.get("embed", True)
+    return any(default if entry.embed is None else entry.embed for entry in species)
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -259,8 +296,8 @@ def _species(base: Path, table: object, index: int, where: _Where) -> SpeciesEnt
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise Invalid(f"{where('species', index, 'sha256')}: 'sha256' must be 64 hex digits, got {sha256!r}.")
     taxid = table.get("taxid")
-    if taxid is not None and taxid <= 0:
-        raise Invalid(f"{where('species', index, 'taxid')}: 'taxid' must be a positive NCBI taxonomy id.")
+    if taxid is not None:
+        _check_number("taxid", taxid, where("species", index, "taxid"), "taxid")
     return SpeciesEntry(
         name=name,
         source=source,
@@ -269,6 +306,7 @@ def _species(base: Path, table: object, index: int, where: _Where) -> SpeciesEnt
         pooling=table.get("pooling"),
         unresolved=table.get("unresolved", "report"),
         sha256=sha256.lower() if sha256 else None,
+        embed=table.get("embed"),
     )
 
 
@@ -309,28 +347,25 @@ def _existing_file(base: Path, value: str | None, where: str, what: str) -> Path
     return path
 
 
-def _atlas(base: Path, table: dict[str, Any], where: _Where, names: list[str]) -> AtlasSettings:
+def _atlas(
+    base: Path, table: dict[str, Any], where: _Where, names: list[str], *, any_embedded: bool
+) -> AtlasSettings:
     _check_keys(table, _ATLAS_KEYS, "atlas", 0, where)
     weights = _existing_file(base, table.get("weights"), where("atlas", 0, "weights"), "weights")
     model = table.get("model")
-    if weights is None and model is None:
-        raise Invalid(f'{where("atlas", 0)}: give `weights = "PATH.pt"` (a fair-esm checkpoint) or `model = NAME`.')
+    if weights is None and model is None and any_embedded:
+        raise Invalid(
+            f'{where("atlas", 0)}: give `weights = "PATH.pt"` (a fair-esm checkpoint) or `model = NAME`, or '
+            "`embed = false` to index every species for alignment only."
+        )
     if model is not None and model not in ESM2_ARCHITECTURES and not CUSTOM_NAME.fullmatch(model):
         raise Invalid(
             f"{where('atlas', 0, 'model')}: unknown model {model!r}{_did_you_mean(model, list(ESM2_ARCHITECTURES))}; "
             f"choose one of {', '.join(ESM2_ARCHITECTURES)}."
         )
-    ranges = {
-        "toks_per_batch": (64, None),
-        "k": (1, 200),
-        "align_threads": (1, None),
-        "margin": (0, None),
-        "csls_k": (1, None),
-    }
-    for key, (low, high) in ranges.items():
-        if key in table and (table[key] < low or (high is not None and table[key] > high)):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise Invalid(f"{where('atlas', 0, key)}: '{key}' = {table[key]} must be {bound}.")
+    for key, rule in _NUMBER_RULES.items():
+        if key in table:
+            _check_number(rule, table[key], where("atlas", 0, key), key)
     _check_mapping_choices(table, where)
     pairs = _pairs(table.get("pairs"), where("atlas", 0, "pairs"), names)
     mapping = {key: value for key, value in table.items() if key in MAPPING_KEYS}

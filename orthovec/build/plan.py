@@ -34,13 +34,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from orthovec.build.fetch import FetchConfig, fetch_proteome
 from orthovec.build.manifest import Manifest, SpeciesEntry
+from orthovec.core.logs import get_logger
 from orthovec.core.version import __version__
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, Unavailable, UserError
 
 if TYPE_CHECKING:
+    from orthovec.build.species import SpeciesState
     from orthovec.indexer.pipeline import ProgressFactory
-    from orthovec.lookup.store.load import SpeciesState
+
+logger = get_logger("build")
 
 StepKind = Literal["fetch", "index", "align", "map", "groups"]
 Status = Literal["ran", "up to date", "to run", "unavailable", "shard done", "failed", "not reached"]
@@ -74,10 +77,9 @@ class BuildOptions:
 
 @dataclass
 class BuildEvents:
-    """How a caller hears about the build: log lines, and embedding progress for each index step
-    (given the species, a context that yields the indexer's progress factory)."""
+    """How a caller follows the build beyond the `orthovec.build` log: embedding progress for each
+    index step (given the species, a context that yields the indexer's progress factory)."""
 
-    log: Callable[[str], None] = lambda message: None
     embedding_progress: Callable[[str], contextlib.AbstractContextManager[ProgressFactory]] | None = None
 
 
@@ -126,18 +128,24 @@ def plan_steps(manifest: Manifest, options: BuildOptions, hashes: FileHashes) ->
     for entry in manifest.species:
         steps.append(Step(f"fetch:{entry.name}", "fetch", (entry.name,), (), _fetch_params(entry)))
     for entry in manifest.species:
-        params = {
-            "model": settings.model,
-            "weights": weights,
-            "layer": settings.layer,
-            "pooling": entry.pooling or settings.pooling,
-            "precision": settings.precision,
-            "long_seqs": settings.long_seqs,
+        params: dict[str, Any] = {
             "taxid": entry.taxid,
             "unresolved": entry.unresolved,
             "gene_map": hashes.stamp(entry.gene_map).sha256 if entry.gene_map else None,
-            "store": settings.qdrant_url or "embedded",
+            "embed": manifest.embeds(entry.name),
         }
+        if manifest.embeds(entry.name):
+            params |= {
+                "model": settings.model,
+                "weights": weights,
+                "layer": settings.layer,
+                "pooling": entry.pooling or settings.pooling,
+                "precision": settings.precision,
+                "long_seqs": settings.long_seqs,
+                "store": settings.qdrant_url or "embedded",
+            }
+        elif options.shard is not None:
+            continue  # nothing to embed: the final unsharded build registers it
         steps.append(Step(f"index:{entry.name}", "index", (entry.name,), (f"fetch:{entry.name}",), params, True))
     if options.shard is not None:  # array tasks embed; the final unsharded build does the rest
         return steps
@@ -382,7 +390,7 @@ class _Runner:
                     if busy or (step.exclusive and any(s.exclusive for s, *_ in running.values())):
                         continue
                     pending.remove(step)
-                    self.events.log(f"{step.name}: running ({reason})")
+                    logger.info(f"{step.name}: running ({reason})")
                     running[pool.submit(self._execute, step)] = (step, key, inputs, time.perf_counter())
                 # One pass in plan order settles every step whose inputs are settled, so with nothing
                 # running, whatever is still pending waits behind a failure (or this is a dry run).
@@ -404,7 +412,7 @@ class _Runner:
     def species_state(self, species: str, model: str) -> SpeciesState | None:
         """What `orthovec species` says of a species, read once per build (one read-only store open)."""
         if self._states is None:
-            from orthovec.lookup.store.load import species_states
+            from orthovec.build.species import species_states
 
             self._states = {(state.species, state.model): state for state in species_states(self.atlas)}
         return self._states.get((species, model))
@@ -425,7 +433,7 @@ class _Runner:
             self.outcomes[step.name] = Outcome(step.name, step.kind, done.status, done.info.get("why", ""), seconds)
             if done.status == "unavailable":
                 self.digests[step.name] = "unavailable"  # later steps run without this evidence
-            self.events.log(f"{step.name}: {done.status} ({done.info.get('why', '')})")
+            logger.info(f"{step.name}: {done.status} ({done.info.get('why', '')})")
             return
         outputs = {label: self.stamps.hashes.stamp(path) for label, path in done.outputs.items()}
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -433,7 +441,7 @@ class _Runner:
         self.stamps.write(stamp, step.name)
         self.digests[step.name] = stamp.digest
         self.outcomes[step.name] = Outcome(step.name, step.kind, "ran", "", seconds, seconds, done.info)
-        self.events.log(f"{step.name}: done in {seconds:.1f} s")
+        logger.info(f"{step.name}: done in {seconds:.1f} s")
 
     def _failed_step(self) -> str:
         return next((o.step for o in self.outcomes.values() if o.status == "failed"), "?")
@@ -457,7 +465,6 @@ class _Runner:
             self.options.fetch,
             expected_sha256=entry.sha256,
             reuse=not self.options.refresh_sources,
-            log=self._log(step),
         )
         _write_json(
             self.atlas.source_record(entry.name), {"species": entry.name, "orthovec": __version__, **fetched.to_dict()}
@@ -471,12 +478,14 @@ class _Runner:
 
         entry, settings = self.manifest_entry(step), self.manifest.atlas
         fasta = self._output(f"fetch:{entry.name}", "fasta")
+        embed = self.manifest.embeds(entry.name)
         config = IndexConfig(
             fasta=fasta,
             species=entry.name,
             atlas=self.atlas,
-            model=settings.model,
-            weights=settings.weights,
+            model=settings.model if embed else None,
+            weights=settings.weights if embed else None,
+            embed=embed,
             taxid=entry.taxid,
             pooling=entry.pooling or settings.pooling,
             device=settings.device,
@@ -484,7 +493,7 @@ class _Runner:
             precision=settings.precision,
             long_seqs=settings.long_seqs,
             layer=settings.layer,
-            shard=self.options.shard,
+            shard=self.options.shard if embed else None,
             gene_map=entry.gene_map,
             unresolved=entry.unresolved,
         )
@@ -493,7 +502,6 @@ class _Runner:
             result = index_proteome(
                 config,
                 progress=start,
-                log=self._log(step),
                 qdrant_url=settings.qdrant_url,
                 qdrant_api_key=self.options.qdrant_api_key,
             )
@@ -507,8 +515,10 @@ class _Runner:
             "skipped": dict(result.read.skipped),
             "embedded": result.n_embedded_sequences,
         }
-        genes = self.atlas.genes(entry.name, result.model)
-        return _Done({"proteins": self.atlas.proteins(entry.name), "genes": genes}, info)
+        outputs = {"proteins": self.atlas.proteins(entry.name)}
+        if result.model is not None:
+            outputs["genes"] = self.atlas.genes(entry.name, result.model)
+        return _Done(outputs, info)
 
     def _align(self, step: Step) -> _Done:
         try:
@@ -535,15 +545,15 @@ class _Runner:
         a, b = step.species
         settings = self.manifest.atlas
         params = MappingParams(**settings.mapping)
-        summary = map_species(self.atlas, [a, b], self._model(), params)[0]
+        summary = map_species(self.atlas, [a, b], self._model(a, b), params)[0]
         info = {key: value for key, value in asdict(summary).items() if key not in ("path", "seconds")}
         return _Done({"mapping": Path(summary.path)}, info)
 
     def _groups(self, step: Step) -> _Done:
-        from orthovec.lookup.homology.mapping import write_table_groups
+        from orthovec.lookup.homology.mapping import ALIGNMENT_MODEL, write_table_groups
         from orthovec.schemas.tables import MAPPING, read_table
 
-        model = self._model()
+        model = self._model(*step.species) or ALIGNMENT_MODEL
         tables = {
             (a, b): read_table(self._output(f"map:{a}__{b}", "mapping"), MAPPING) for a, b in self.manifest.pairs()
         }
@@ -561,15 +571,18 @@ class _Runner:
             raise Invalid(f"{self.stamps.path(step)}: the {step} step left no {label}; run the build again.")
         return Path(stamp.outputs[label].path)
 
-    def _model(self) -> str:
-        stamps = [self.stamps.read(f"index:{name}") for name in self.manifest.names]
+    def _model(self, *species: str) -> str | None:
+        """The embedding model the species share, or None when one of them is indexed for alignment only."""
+        if not all(self.manifest.embeds(name) for name in species):
+            return None
+        stamps = [self.stamps.read(f"index:{name}") for name in species]
         found = {stamp.info["model"] for stamp in stamps if stamp is not None}
         if len(found) != 1:
             raise Invalid(f"The species of {self.manifest.path} were indexed with different models ({found}).")
-        return found.pop()
+        return str(found.pop())
 
     def _log(self, step: Step) -> Callable[[str], None]:
-        return lambda message: self.events.log(f"{step.name}: {message}")
+        return lambda message: logger.info(f"{step.name}: {message}")
 
 
 def _first_line(err: BaseException) -> str:

@@ -127,6 +127,11 @@ def _download(name: str, path: Path) -> None:
         ) from err
 
 
+def hub_checkpoint(model_name: str) -> Path:
+    """Where fair-esm's hub loader caches a model's checkpoint (it may not be there)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / f"{model_name}.pt"
+
+
 def checkpoint_path(model_name: str, weights: Path | None) -> Path:
     """The checkpoint file to read: `weights`, else the hub cache (downloaded into it if absent)."""
     if weights is not None:
@@ -134,7 +139,7 @@ def checkpoint_path(model_name: str, weights: Path | None) -> Path:
         if not path.is_file():
             raise NotFound("no such file.", param="weights", value=path)
         return path
-    path = Path(torch.hub.get_dir()) / "checkpoints" / f"{model_name}.pt"
+    path = hub_checkpoint(model_name)
     if path.is_file():
         return path
     if model_name not in ESM2_ARCHITECTURES:
