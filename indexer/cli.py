@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from orthovec.core.options import emit_rows, output_format
 from orthovec.embedding.architectures import RANDOM_ARCHITECTURES, architecture_name
 
 
@@ -17,7 +18,8 @@ from orthovec.embedding.architectures import RANDOM_ARCHITECTURES, architecture_
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--arch", type=click.Choice(list(RANDOM_ARCHITECTURES)), default="8M", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def random_weights_command(out: Path, arch: str, seed: int) -> None:
+@output_format()
+def random_weights_command(out: Path, arch: str, seed: int, fmt: str) -> None:
     """Write a random-weight ESM-2 checkpoint of a real architecture to OUT (a .pt file or a directory).
 
     For tests and benchmarks: speed does not depend on weight values, so they run the real loading
@@ -29,7 +31,8 @@ def random_weights_command(out: Path, arch: str, seed: int) -> None:
 
     path = write_random_checkpoint(out, arch, seed)
     layers, dim, _ = RANDOM_ARCHITECTURES[arch]
-    click.echo(f"{path}: random {architecture_name(layers, dim)} ({path.stat().st_size / 1e6:.1f} MB)")
+    row = {"model": architecture_name(layers, dim), "arch": arch, "seed": seed, "weights": "random"}
+    emit_rows([{**row, "megabytes": round(path.stat().st_size / 1e6, 1), "checkpoint": path}], fmt)
 
 
 COMMANDS: list[click.Command] = [random_weights_command]
