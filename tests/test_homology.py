@@ -144,7 +144,7 @@ def test_cli_import_then_evaluate_prints_the_contract_json(tmp_path: Path) -> No
             "human",
             "--to",
             "mouse",
-            "--format",
+            "--input-format",
             "pairs",
             "--out",
             str(out),
