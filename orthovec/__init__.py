@@ -1,9 +1,16 @@
 """orthovec: map genes across species with protein language models.
 
-    import orthovec as ov
-    ov.index_proteome("human.fasta.gz", "human", weights="esm2_t33_650M_UR50D.pt")
-    ov.map_species(["human", "mouse"])
-    ov.query("TP53", "human", to=["mouse"])
+One function per verb, as the commands: `ov.index_proteome`, `ov.align_species`,
+`ov.map_species`, `ov.query`, `ov.read_mapping`, `ov.integrate_species`. On the atlas that
+`orthovec demo` leaves in `./orthovec-demo` (tests run these lines on it):
+
+>>> import orthovec as ov
+>>> answer = ov.query("ETF1", "human", to=["xenopus_tropicalis"], k=3, atlas="orthovec-demo")
+>>> [(hit.gene_symbol, hit.rank) for hit in answer.hits][0]
+('etf1', 1)
+>>> mapping = ov.read_mapping("orthovec-demo", "human", "xenopus_tropicalis")
+>>> mapping.num_rows >= 150
+True
 
 The API functions live in `orthovec.api` and load on first use, so importing `orthovec` (or one
 stage such as `orthovec.lookup`) does not pull in torch or scanpy.

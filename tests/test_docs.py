@@ -170,3 +170,43 @@ def test_the_readme_tour_and_python_example_run(repository_like: Path) -> None:
     namespace: dict[str, object] = {}
     exec(compile(python, "README.md", "exec"), namespace)
     assert len(namespace["mapping"]) > 0  # type: ignore[arg-type]
+
+
+#: The folders that install as the `orthovec` package, and their import names.
+PACKAGES = {
+    "orthovec": "orthovec",
+    "indexer": "orthovec.indexer",
+    "lookup": "orthovec.lookup",
+    "integrate": "orthovec.integrate",
+    "schemas": "orthovec.schemas",
+}
+
+
+def _modules_with_examples() -> list[str]:
+    """Modules whose docstrings hold `>>>` examples (found in the source, so nothing heavy is imported)."""
+    found = []
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if ">>> " in path.read_text():
+                parts = path.relative_to(ROOT / folder).with_suffix("").parts
+                found.append(".".join((package, *parts)).removesuffix(".__init__"))
+    return found
+
+
+def test_the_package_docstring_shows_runnable_examples() -> None:
+    assert "orthovec" in _modules_with_examples()
+
+
+@pytest.mark.parametrize("module", _modules_with_examples())
+def test_docstring_examples_run(module: str, demo_atlas: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As pyhmmer does: every docstring example runs, on the demo atlas where it needs one."""
+    import doctest
+    import importlib
+
+    (tmp_path / "orthovec-demo").symlink_to(demo_atlas)
+    monkeypatch.chdir(tmp_path)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report: list[str] = []
+    for test in doctest.DocTestFinder().find(importlib.import_module(module)):
+        runner.run(test, out=report.append)
+    assert runner.tries > 0 and runner.failures == 0, "".join(report)
