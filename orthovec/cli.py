@@ -78,11 +78,12 @@ def _flag_namer(command: click.Command | None) -> Callable[[str], str | None]:
 def main() -> None:
     """Map genes across species with protein language models (ESM-2 + Qdrant).
 
-    Typical flow: `orthovec index` each proteome, `orthovec query` a gene, `orthovec map` species
-    pairs into mapping tables, `orthovec integrate` single-cell data through those tables.
-    Everything lives in one atlas directory (--atlas, $ORTHOVEC_ATLAS, default ./orthovec-atlas).
+    Typical flow: `orthovec index` each proteome, `orthovec align` and `orthovec map` species
+    pairs into mapping tables, `orthovec query` a gene, `orthovec integrate` single-cell data
+    through the tables. Everything lives in one atlas directory (--atlas, $ORTHOVEC_ATLAS, default
+    ./orthovec-atlas). Commands that print results take --format table|tsv|json.
 
-    Example: orthovec demo --weights esm2_t6_8M_UR50D.pt
+    Example: orthovec demo
     """
 
 
