@@ -26,8 +26,6 @@ NOT_PRINTING = {
 #: command gains --format table|tsv|json, the test below fails until its entry is removed.
 KNOWN_WITHOUT_FORMAT = {
     "align",
-    "build",
-    "fetch-proteome",
     "export samap",
     "export saturn",
     "export biomart",
@@ -119,6 +117,20 @@ def test_import_homology_format_biomart_still_chooses_the_input_with_a_deprecati
         result = CliRunner().invoke(main, [*base, "--format", "pairs", "--out", str(tmp_path / "old.parquet")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "old.parquet").is_file() and "pairs" in result.stdout  # printed as a table
+
+
+def test_the_command_line_shows_the_deprecation_on_stderr_and_keeps_stdout_clean(tmp_path: Path) -> None:
+    """Outside pytest's own capture: warnings reach the CLI's handler (Python hides DeprecationWarnings
+    by default; orthovec's are shown) and print on stderr, so scripts parsing stdout are unaffected."""
+    import subprocess
+    import sys
+
+    args = ["import-homology", str(EXAMPLES / "demo_orthologs.tsv"), "--from", "human", "--to", "xenopus_tropicalis"]
+    args += ["--format", "pairs", "--out", str(tmp_path / "old.parquet")]
+    done = subprocess.run([sys.executable, "-m", "orthovec.cli", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Warning: --format pairs is deprecated; use --input-format pairs" in done.stderr
+    assert "deprecated" not in done.stdout and (tmp_path / "old.parquet").is_file()
 
 
 @pytest.mark.parametrize(
