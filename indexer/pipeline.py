@@ -430,7 +430,7 @@ def _embed(
     if result.chunks_missing:
         logger.info(
             f"{result.chunks_missing} of {len(all_chunks)} chunks are still waiting for other shards; the shard "
-            "run that finds them all assembles the species (or run again without --shard)."
+            "run that finds them all assembles the species (or a run without a shard does)."
         )
     return result
 

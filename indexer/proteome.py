@@ -21,7 +21,8 @@ from Bio.SeqIO.FastaIO import SimpleFastaParser
 from orthovec.core.files import open_text
 from orthovec.embedding.sequences import invalid_residues, normalise
 from orthovec.indexer.settings import Unresolved
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid
+from orthovec.schemas.parameters import check_number
 from orthovec.schemas.tables import PROTEINS
 
 #: What `open_text` puts where a file has bytes that are not UTF-8.
@@ -42,6 +43,7 @@ class HeaderGene:
     gene_id: str | None = None
     gene_symbol: str | None = None
     taxid: int | None = None
+    taxonomy: str | None = None  # the header's own taxonomy text (OX=...), as written
     is_canonical: bool | None = None
     transcript_id: str | None = None
     description: str | None = None
@@ -85,6 +87,7 @@ def _uniprot(match: re.Match[str]) -> HeaderGene:
         gene_id, source = None, None
     taxid = int(fields["OX"]) if fields.get("OX", "").isdigit() else None
     return HeaderGene(
+        taxonomy=fields.get("OX"),
         protein_id=accession,
         gene_id=gene_id,
         gene_symbol=symbol,
@@ -145,13 +148,13 @@ def read_gene_map(path: Path) -> dict[str, tuple[str, str | None]]:
             if number == 1 and columns[0].lower() in ("protein_id", "protein", "protein id"):
                 continue
             if len(columns) < 2 or not columns[0].strip() or not columns[1].strip():
-                raise UserError(
+                raise Invalid(
                     f"{path}, line {number}: expected protein_id<TAB>gene_id[<TAB>symbol], got {line[:80]!r}."
                 )
             symbol = columns[2].strip() if len(columns) > 2 and columns[2].strip() else None
             mapping[columns[0].strip()] = (columns[1].strip(), symbol)
     if not mapping:
-        raise UserError(f"{path}: the gene map has no rows (expected protein_id<TAB>gene_id[<TAB>symbol]).")
+        raise Invalid(f"{path}: the gene map has no rows (expected protein_id<TAB>gene_id[<TAB>symbol]).")
     return mapping
 
 
@@ -212,10 +215,10 @@ def _records(path: Path) -> Iterator[tuple[int, str, str]]:
                     first = line
                     break
             if not first:
-                raise UserError(f"{path}: the file is empty (no FASTA records).")
+                raise Invalid(f"{path}: the file is empty (no FASTA records).")
             if not first.startswith(">"):
                 looks = "binary data" if "\ufffd" in first or "\x00" in first else f"{first.strip()[:60]!r}"
-                raise UserError(
+                raise Invalid(
                     f"{path}: not a FASTA file: the first line should start with '>' but is {looks}. "
                     "Pass a protein FASTA (plain or .gz)."
                 )
@@ -223,7 +226,15 @@ def _records(path: Path) -> Iterator[tuple[int, str, str]]:
             for number, (header, sequence) in enumerate(SimpleFastaParser(handle), start=1):
                 yield number, header, sequence
     except (EOFError, OSError, zlib.error) as err:
-        raise UserError(f"{path}: could not be read to the end ({err}); is the gzip file truncated?") from err
+        raise Invalid(f"{path}: could not be read to the end ({err}); is the gzip file truncated?") from err
+
+
+def _valid_taxid(taxid: int) -> bool:
+    try:
+        check_number("taxid", taxid)
+    except Invalid:
+        return False
+    return True
 
 
 def read_proteome(
@@ -265,10 +276,19 @@ def read_proteome(
         if override:
             parsed.gene_id, parsed.gene_symbol = override[0], override[1] or parsed.gene_symbol
             parsed.gene_id_source = "gene_map"
-        if any(UNDECODABLE in (name or "") for name in (parsed.protein_id, parsed.gene_id, parsed.gene_symbol)):
+        names = (parsed.protein_id, parsed.gene_id, parsed.gene_symbol)
+        if any(UNDECODABLE in (name or "") for name in names):
             # Bytes that are not UTF-8 were replaced while reading; an ID holding U+FFFD matches nothing.
             report.note("non_utf8_id", f"record {number}: {header[:60]!r}")
             continue
+        if any("\x00" in (name or "") for name in names):
+            # A NUL ends the name in C code (MMseqs2, Qdrant's payload index): two names would collide.
+            report.note("nul_in_id", f"record {number}: {header[:60]!r}")
+            continue
+        if parsed.taxid is not None and not _valid_taxid(parsed.taxid):
+            # One impossible OX= must not abort a proteome: the protein keeps its gene, without a taxid.
+            report.note("invalid_taxid", f"{where}: OX={parsed.taxonomy}", skipped=False)
+            parsed.taxid = None
         if parsed.gene_id is None:
             if unresolved == "report":
                 report.note("no_gene", where)
@@ -296,11 +316,11 @@ def read_proteome(
             rows[name].append(value)
 
     if report.n_records == 0:
-        raise UserError(f"{path}: no FASTA records found.")
+        raise Invalid(f"{path}: no FASTA records found.")
     if not rows:
         reasons = ", ".join(f"{v} {k}" for k, v in report.skipped.items())
-        hint = " Pass --gene-map TSV to assign genes." if report.skipped.get("no_gene") else ""
-        raise UserError(f"{path}: none of the {report.n_records} records could be kept ({reasons}).{hint}")
+        hint = " A gene map (TSV of protein_id and gene_id) assigns genes." if report.skipped.get("no_gene") else ""
+        raise Invalid(f"{path}: none of the {report.n_records} records could be kept ({reasons}).{hint}")
     if canonical_tagged:
         # In an Ensembl file that tags canonical transcripts, an untagged one is not canonical.
         rows["is_canonical"] = [

@@ -18,6 +18,8 @@ DEFAULT_ATLAS = Path("orthovec-atlas")
 ATLAS_ENV = "ORTHOVEC_ATLAS"
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Joins species in pair and group file names (`A__B.parquet`), so no species name may hold it.
+PAIR_SEPARATOR = "__"
 
 
 def check_name(kind: str, value: str) -> str:
@@ -26,6 +28,14 @@ def check_name(kind: str, value: str) -> str:
         raise Invalid(
             f"is not a usable {kind} name: use letters, digits, '_', '-' or '.', starting with a "
             f"letter or digit (for example 'homo_sapiens').",
+            param=kind,
+            value=value,
+        )
+    if kind == "species" and PAIR_SEPARATOR in value:
+        # `a__b` with `c` and `a` with `b__c` would both be written to `a__b__c.parquet`.
+        raise Invalid(
+            f"is not a usable species name: '{PAIR_SEPARATOR}' separates the two species in pair file names "
+            "(alignments, mappings), so a name holding it could collide with a pair; use a single '_'.",
             param=kind,
             value=value,
         )

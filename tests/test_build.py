@@ -4,6 +4,7 @@ finished one reruns as a no-op; a changed source redoes only what depends on it.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -112,9 +114,36 @@ def _status(report: BuildReport) -> dict[str, str]:
             r"atlas\.toml:3: \[atlas\]: 'metric' = 'cosin' is not valid; expected one of cosine, pearson, csls",
         ),
         ('[atlas]\nmodel = "esm2_t6_8M_UR50D\n', r"atlas\.toml: not valid TOML: .*line 2"),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\n[[species]]\nname = "a__b"\nsource = "UP000005640"\n',
+            r"atlas\.toml:4: \[\[species\]\] entry 1: .*'a__b'.*'__' separates the two species",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\n[[species]]\nname = "a"\nsource = "UP000005640"\n'
+            "taxid = 9999999999\n",
+            r"atlas\.toml:6: \[\[species\]\] entry 1: taxid=9999999999: expected an integer >= 1",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\nmargin = nan\n[[species]]\nname = "a"\nsource = "UP000005640"\n',
+            r"atlas\.toml:3: \[atlas\]: margin=nan: expected a number >= 0 and <= 1",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\nalign_sensitivity = 100\n'
+            '[[species]]\nname = "a"\nsource = "UP000005640"\n',
+            r"atlas\.toml:3: \[atlas\]: align_sensitivity=100: expected a number >= 1 and <= 7\.5",
+        ),
+        (
+            '[atlas]\nmodel = "esm2_t6_8M_UR50D"\nmax_evalue = -1\n[[species]]\nname = "a"\nsource = "UP000005640"\n',
+            r"atlas\.toml:3: \[atlas\]: max_evalue=-1: expected a number >= 0",
+        ),
+        (
+            '[atlas]\nembed = false\n[[species]]\nname = "a"\nsource = "UP000005640"\nembed = true\n',
+            r"atlas\.toml:1: \[atlas\]: give `weights = \"PATH\.pt\"`.*or `embed = false`",
+        ),
     ],
     ids=["unknown-key", "missing-field", "bad-uniprot-id", "bad-ensembl", "atlas-typo", "wrong-type",
-         "pair-unknown", "missing-file", "duplicate", "metric", "toml-syntax"],
+         "pair-unknown", "missing-file", "duplicate", "metric", "toml-syntax", "pair-separator", "huge-taxid",
+         "nan-margin", "sensitivity-range", "negative-evalue", "embedded-species-without-weights"],
 )  # fmt: skip
 def test_manifest_mistakes_name_the_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "atlas.toml"
@@ -245,3 +274,76 @@ def test_url_source_is_fetched_once_with_its_provenance_and_refreshed_on_request
     refreshed = _status(_build(manifest, atlas, refresh_sources=True))
     assert refreshed["fetch:mouse"] == "ran" and refreshed["index:mouse"] == "up to date"  # same content
     assert len(server.requests) == 2
+
+    # issue 19 item 3: a cache file changed on disk is never indexed under the original's provenance
+    cached = Path(record["path"])
+    cached.write_bytes(gzip.compress(b">sp|P1|P1_MOUSE OX=10090 GN=Other\nMKV\n", mtime=0))
+    tampered = _status(_build(manifest, atlas))
+    assert tampered["fetch:mouse"] == "ran" and len(server.requests) == 3  # downloaded again
+    assert tampered["index:mouse"] == "up to date"  # the same proteome as before: nothing else to redo
+    assert (
+        hashlib.sha256(cached.read_bytes()).hexdigest()
+        == record["sha256"]
+        == json.loads(Atlas(atlas).source_record("mouse").read_text())["sha256"]
+    )
+
+
+# --- issue 19: stamps that travel with the atlas, read-only atlases --------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_species(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path, sources: Path) -> tuple[Path, Path]:
+    """A built atlas of two species (human, mouse; alignment off) and its manifest."""
+    folder = tmp_path_factory.mktemp("two")
+    manifest = folder / "atlas.toml"
+    species = "".join(f'[[species]]\nname = "{name}"\nsource = "{sources / name}.fa"\n' for name in ("human", "mouse"))
+    manifest.write_text(f'[atlas]\nweights = "{tiny_weights}"\nalign = false\n{species}')
+    report = _build(manifest, folder / "atlas")
+    assert {status for status in _status(report).values()} == {"ran"}
+    return manifest, folder / "atlas"
+
+
+def test_a_copied_atlas_missing_a_table_is_not_up_to_date_and_a_moved_one_is(
+    two_species: tuple[Path, Path], tmp_path: Path
+) -> None:
+    manifest, built = two_species
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy, symlinks=True)
+    (mapping,) = (copy / "mappings").glob("*/human__mouse.parquet")
+    mapping.unlink()
+    report = _build(manifest, copy)
+    assert not report.nothing_to_do
+    assert _status(report)["map:human__mouse"] == "ran" and mapping.is_file()
+    assert _status(report)["index:human"] == "up to date"  # the copy's own tables are checked, and current
+
+    moved = tmp_path / "moved"
+    shutil.move(copy, moved)
+    assert _build(manifest, moved).nothing_to_do  # stamps name files within the atlas, wherever it is
+
+
+@pytest.fixture
+def read_only(two_species: tuple[Path, Path], tmp_path: Path) -> Iterator[Path]:
+    view = tmp_path / "read-only"
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(two_species[1]), str(view)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs a read-only bind mount (root): {mounted.stderr.decode().strip()}")
+    try:
+        yield view
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+
+
+def test_a_read_only_atlas_builds_as_a_no_op_and_says_why_it_cannot_do_more(
+    two_species: tuple[Path, Path], read_only: Path, tmp_path: Path
+) -> None:
+    manifest = two_species[0]
+    result = CliRunner().invoke(main, ["build", str(manifest), "--atlas", str(read_only)])
+    assert result.exit_code == 0, result.output
+    assert "Nothing to do" in result.output
+
+    changed = tmp_path / "changed.toml"
+    changed.write_text(manifest.read_text().replace("align = false", "align = false\nk = 5"))
+    result = CliRunner().invoke(main, ["build", str(changed), "--atlas", str(read_only)])
+    assert result.exit_code == 2 and "read-only" in result.output and "Traceback" not in result.output
+    assert "map:human__mouse" in result.output  # what would have run

@@ -29,10 +29,11 @@ FAST = FetchConfig(retries=2, backoff_s=0.01, timeout_s=10)
 class Reply:
     """One canned answer: `kind` is ok, truncate (promise all, send half, hang up), status or html."""
 
-    kind: str
+    kind: str  # or redirect (to the URL in `body`)
     body: bytes = b""
     status: int = 200
     content_type: str = "application/gzip"
+    headers: dict[str, str] = field(default_factory=dict)  # sent in place of the computed ones
 
 
 @dataclass
@@ -68,11 +69,21 @@ def server() -> Iterator[Server]:
             if reply.kind == "status":
                 self.send_error(reply.status)
                 return
+            if reply.kind == "redirect":
+                self.send_response(302)
+                self.send_header("Location", reply.body.decode())
+                self.end_headers()
+                return
             start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
             body = reply.body[start:]
             self.send_response(206 if start else 200)
-            self.send_header("Content-Type", "text/html" if reply.kind == "html" else reply.content_type)
-            self.send_header("Content-Length", str(len(body)))
+            headers = {
+                "Content-Type": "text/html" if reply.kind == "html" else reply.content_type,
+                "Content-Length": str(len(body)),
+                **reply.headers,
+            }
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body[: len(body) // 2] if reply.kind == "truncate" else body)
             if reply.kind == "truncate":
@@ -178,3 +189,98 @@ def test_ensembl_release_checks_the_published_checksum(server: Server, proteome_
         fetch_proteome(source, tmp_path / "cache", config)
     with pytest.raises(NotFound, match="release 112 has no peptide folder for 'xenopus_laevis'"):
         fetch_proteome(Source("ensembl", "xenopus_laevis@112"), tmp_path / "cache", config)
+
+
+# --- issue 19: hostile sources and servers ------------------------------------------------------
+
+
+def test_a_cached_download_that_no_longer_matches_its_address_is_downloaded_again(
+    server: Server, proteome_gz: bytes, tmp_path: Path
+) -> None:
+    server.routes["/human.fa.gz"] = [Reply("ok", proteome_gz)]
+    url = f"{server.url}/human.fa.gz"
+    first = download(url, tmp_path, FAST, reuse=True)
+    Path(first.path).write_bytes(gzip.compress(b">sp|P1|P1_MOUSE OX=10090 GN=Other\nMKV\n", mtime=0))  # tampered
+    again = download(url, tmp_path, FAST, reuse=True)
+    assert len(server.requests) == 2  # the cache entry no longer held its address: downloaded afresh
+    assert Path(again.path).read_bytes() == proteome_gz
+    assert again.sha256 == first.sha256 == hashlib.sha256(proteome_gz).hexdigest() and again.n_records == 30
+
+
+def test_a_malformed_content_length_is_a_clear_error(server: Server, proteome_gz: bytes, tmp_path: Path) -> None:
+    server.routes["/human.fa.gz"] = [Reply("ok", proteome_gz, headers={"Content-Length": "lots"})]
+    args = ["fetch-proteome", f"{server.url}/human.fa.gz", "--out", str(tmp_path / "x.fa.gz"), "--atlas", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "Content-Length 'lots'" in result.output and len(server.requests) == 1  # not retried
+    assert not (tmp_path / "x.fa.gz").exists()
+
+
+def test_a_malformed_ensembl_checksums_line_is_a_clear_error(
+    server: Server, proteome_gz: bytes, tmp_path: Path
+) -> None:
+    folder = "/release-112/fasta/xenopus_tropicalis/pep/"
+    name = "Xenopus_tropicalis.UCB_Xtro_10.0.pep.all.fa.gz"
+    server.routes[folder] = [Reply("ok", f'<a href="{name}">{name}</a>'.encode(), content_type="text/plain")]
+    server.routes[folder + name] = [Reply("ok", proteome_gz)]
+    server.routes[folder + "CHECKSUMS"] = [Reply("ok", f"12a45 7 {name}\n".encode())]
+    config = FetchConfig(ensembl_url=server.url, retries=0, backoff_s=0.01)
+    with pytest.raises(Invalid, match=r"CHECKSUMS line 1: expected 'SUM BLOCKS FILE'.*'12a45 7 "):
+        fetch_proteome(Source("ensembl", "xenopus_tropicalis@112"), tmp_path / "cache", config)
+
+
+def test_a_redirect_to_another_scheme_is_refused_at_once(server: Server, tmp_path: Path) -> None:
+    server.routes["/human.fa.gz"] = [Reply("redirect", b"ftp://127.0.0.1/human.fa.gz")]
+    with pytest.raises(Invalid, match=r"redirected to ftp://127\.0\.0\.1/human\.fa\.gz.*only http\(s\)"):
+        download(f"{server.url}/human.fa.gz", tmp_path, FAST)
+    assert len(server.requests) == 1  # no retries
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sha256", "zz"], "--sha256 zz: expected 64 hex digits"),
+        (["--sha256", "0" * 63], "expected 64 hex digits"),
+    ],
+)
+def test_fetch_options_are_checked_before_any_request(
+    server: Server, tmp_path: Path, args: list[str], message: str
+) -> None:
+    source = f"{server.url}/human.fa.gz"
+    result = CliRunner().invoke(main, ["fetch-proteome", source, "--out", str(tmp_path / "x"), *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert server.requests == []
+
+
+def test_credentials_in_a_url_are_refused_at_once(server: Server, tmp_path: Path) -> None:
+    source = server.url.replace("http://", "http://user:secret@") + "/human.fa.gz"
+    result = CliRunner().invoke(main, ["fetch-proteome", source, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "user name or password" in result.output and "Traceback" not in result.output
+    assert "secret" not in result.output  # the password is never echoed
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"), [("fifo", "a named pipe (FIFO)"), ("dir", "a directory"), ("null", "a character device")]
+)
+def test_a_source_that_is_not_a_regular_file_is_named_as_what_it_is(tmp_path: Path, make: str, kind: str) -> None:
+    import os
+
+    source = tmp_path / "source"
+    if make == "fifo":
+        os.mkfifo(source)
+    elif make == "dir":
+        source.mkdir()
+    else:
+        source = Path("/dev/null")
+    result = CliRunner().invoke(main, ["fetch-proteome", str(source), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and f"is {kind}" in result.output and "not found" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_fasta_of_headers_only_fails_the_fetch_checks(server: Server, tmp_path: Path) -> None:
+    server.routes["/headers.fa"] = [
+        Reply("ok", b">sp|P1|P1_HUMAN one\n>sp|P2|P2_HUMAN two\n", content_type="text/plain")
+    ]
+    with pytest.raises(Invalid, match="2 FASTA headers but no sequence"):
+        download(f"{server.url}/headers.fa", tmp_path, FAST)

@@ -122,6 +122,10 @@ def test_shards_split_the_work_and_the_last_assembles(tmp_path: Path, tiny_weigh
     [
         (["--shard", "2/2"], "expected I/N with 0 <= I < N"),
         (["--species", "bad/name"], "--species bad/name: is not a usable species name"),
+        (["--species", "a__b"], "'__' separates the two species in pair file names"),
+        (["--taxid", "0"], "--taxid"),
+        (["--taxid", "-5"], "--taxid"),
+        (["--taxid", "99999999999999999999"], "expected an integer >= 1 and <= 2147483647"),
         (["--model", "esm2_t6_8M_UR50D"], "not esm2_t6_8M_UR50D"),
     ],
 )

@@ -128,6 +128,22 @@ def test_non_utf8_bytes_never_reach_a_gene_id(tmp_path: Path) -> None:
     assert report.skipped == {"non_utf8_id": 1} and "P1" in report.examples["non_utf8_id"][0]
 
 
+def test_a_taxonomy_id_no_rule_allows_is_noted_and_the_proteome_kept(tmp_path: Path) -> None:
+    path = tmp_path / "huge_ox.fa"
+    path.write_text(">sp|P1|A OX=99999999999999999999 GN=A\nMKV\n>sp|P2|B OX=0 GN=B\nMKL\n>sp|P3|C OX=9606 GN=C\nMKI\n")
+    proteins, report = read_proteome(path, "x")
+    assert proteins.column("taxid").to_pylist() == [None, None, 9606]  # every protein kept, no OverflowError
+    assert report.notes == {"invalid_taxid": 2} and "OX=99999999999999999999" in report.examples["invalid_taxid"][0]
+
+
+def test_a_nul_byte_in_a_protein_id_is_counted_and_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "nul.fa"
+    path.write_bytes(b">sp|P1\x00X|A OX=1 GN=A\nMKV\n>sp|P2|B OX=1 GN=B\x00\nMKL\n>sp|P3|C OX=1 GN=C\nMKI\n")
+    proteins, report = read_proteome(path, "x")
+    assert proteins.column("protein_id").to_pylist() == ["P3"]
+    assert report.skipped == {"nul_in_id": 2} and report.n_records == 3
+
+
 def test_a_homology_import_from_a_species_to_itself_is_refused(tmp_path: Path) -> None:
     from orthovec.lookup.homology.imported import import_homology
 

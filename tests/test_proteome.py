@@ -143,7 +143,7 @@ def test_whole_file_problems_are_one_clear_error(tmp_path: Path, content: bytes,
 
 def test_a_file_where_nothing_can_be_kept_says_why(tmp_path: Path) -> None:
     path = _write(tmp_path, "nogenes.fa", ">NP_1.1 something\nMKV\n>NP_2.1 else\nMKL\n")
-    with pytest.raises(UserError, match=r"none of the 2 records.*2 no_gene.*--gene-map"):
+    with pytest.raises(UserError, match=r"none of the 2 records.*2 no_gene.*gene map"):
         read_proteome(path, "x")
 
 

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING
 import click
 
 from orthovec.core.options import (
+    Duration,
     atlas_option,
     console,
     emit_rows,
+    format_duration,
     number_option,
     output_format,
     qdrant_options,
@@ -34,7 +36,7 @@ from orthovec.schemas.errors import NotFound
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from orthovec.build.plan import BuildReport
+    from orthovec.build.plan import BuildReport, Outcome
     from orthovec.indexer.pipeline import IndexResult, ProgressFactory
 
 
@@ -265,10 +267,10 @@ def species_command(atlas: Atlas, fmt: str) -> None:
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @atlas_option
 @click.option("--dry-run", is_flag=True, help="Print the plan (each step, and why it would run) and stop.")
-@click.option(
+@number_option(
     "-j",
     "--jobs",
-    type=click.IntRange(min=1),
+    rule="jobs",
     default=1,
     show_default=True,
     help="Independent steps side by side (downloads, alignments, mappings); index steps take turns.",
@@ -276,7 +278,7 @@ def species_command(atlas: Atlas, fmt: str) -> None:
 @shard_option("Array task I of N: fetch and embed only.")
 @click.option("--refresh-sources", is_flag=True, help="Download remote sources again; unchanged ones redo nothing.")
 @qdrant_options()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_format("table", "tsv", "json")
 def build_command(
     manifest: Path,
     atlas: Atlas,
@@ -316,8 +318,21 @@ def build_command(
     report = run_build(loaded, atlas, options, events)
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
-        return
-    _print_report(report)
+    elif fmt == "tsv":
+        emit_rows([_outcome_row(outcome) for outcome in report.outcomes], fmt)
+    else:
+        _print_report(report)
+
+
+def _outcome_row(outcome: Outcome) -> dict[str, object]:
+    return {
+        "step": outcome.step,
+        "kind": outcome.kind,
+        "status": outcome.status,
+        "seconds": Duration(outcome.seconds),
+        "built_seconds": None if outcome.built_seconds is None else Duration(outcome.built_seconds),
+        "reason": outcome.reason,
+    }
 
 
 def _progress(log_console: Console) -> Callable[[str], contextlib.AbstractContextManager[ProgressFactory]]:
@@ -390,17 +405,17 @@ def _print_report(report: BuildReport) -> None:
             )
         out.print(pairs)
     steps = Table(title="steps")
-    for column in ("step", "status", "seconds", "built in (s)", "note"):
-        steps.add_column(column, justify="right" if "s)" in column or column == "seconds" else "left")
+    for column in ("step", "status", "took", "built in", "note"):
+        steps.add_column(column, justify="right" if column in ("took", "built in") else "left")
     for outcome in report.outcomes:
-        built = "" if outcome.built_seconds is None else f"{outcome.built_seconds:.1f}"
-        steps.add_row(outcome.step, outcome.status, f"{outcome.seconds:.1f}", built, outcome.reason)
+        built = "" if outcome.built_seconds is None else format_duration(outcome.built_seconds)
+        steps.add_row(outcome.step, outcome.status, format_duration(outcome.seconds), built, outcome.reason)
     out.print(steps)
-    ran = sum(o.status == "ran" for o in report.outcomes)
+    ran, took = sum(o.status == "ran" for o in report.outcomes), format_duration(report.seconds)
     if report.nothing_to_do:
-        out.print(f"Nothing to do: {report.atlas} is up to date with {report.manifest} ({report.seconds:.1f} s).")
+        out.print(f"Nothing to do: {report.atlas} is up to date with {report.manifest} ({took}).")
     else:
-        out.print(f"{ran} steps ran, {len(report.outcomes) - ran} skipped or waiting, in {report.seconds:.1f} s.")
+        out.print(f"{ran} steps ran, {len(report.outcomes) - ran} skipped or waiting, in {took}.")
     for outcome in report.outcomes:
         if outcome.status == "unavailable":
             out.print(f"[yellow]{outcome.step} unavailable[/yellow]: {outcome.reason}")
@@ -415,7 +430,7 @@ def _count(value: object) -> str:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write the FASTA.")
 @click.option("--sha256", help="Expected SHA-256 of the file; a different download is refused.")
 @atlas_option
-@output_format("table", "json", deprecated_json=True)
+@output_format("table", "tsv", "json", deprecated_json=True)
 def fetch_proteome_command(source: str, out: Path, sha256: str | None, atlas: Atlas, fmt: str) -> None:
     """Download a proteome: a UniProt proteome id, ensembl:SPECIES@RELEASE, or an http(s) URL.
 
@@ -440,7 +455,8 @@ def fetch_proteome_command(source: str, out: Path, sha256: str | None, atlas: At
     if fmt == "json":  # the provenance record
         click.echo(json.dumps({**fetched.to_dict(), "out": str(out)}, indent=2, default=str))
         return
-    click.echo(f"{out}: {fetched.n_records:,} records, sha256 {fetched.sha256} (from {fetched.url or fetched.path})")
+    row = {"records": fetched.n_records, "bytes": fetched.bytes, "sha256": fetched.sha256}
+    emit_rows([{**row, "from": fetched.url or fetched.path, "out": out}], fmt)
 
 
 COMMANDS: list[click.Command] = [index_command, species_command, build_command, fetch_proteome_command]

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from orthovec.build.manifest import Source
+from orthovec.build.manifest import SHA256, Source
 from orthovec.core.logs import get_logger
 from orthovec.core.version import __version__
 from orthovec.schemas.errors import Invalid, NotFound, Unavailable
@@ -105,6 +105,8 @@ def fetch_proteome(
 ) -> Fetched:
     """The proteome of `source` as a checked local file: a path is checked in place, anything
     remote is downloaded into the cache (or, with `reuse`, taken from an earlier download)."""
+    if expected_sha256 is not None and not SHA256.fullmatch(expected_sha256):
+        raise Invalid("expected 64 hex digits (a SHA-256 of the file).", param="sha256", value=expected_sha256)
     if source.kind == "path":
         path = Path(source.value)
         digest, n_records = check_proteome(path, url=None)
@@ -169,18 +171,55 @@ def _ensembl_url(species_release: str, config: FetchConfig) -> tuple[str, Checks
     logger.info(f"Ensembl {species} release {release}: {name}")
     checksum = None
     with contextlib.suppress(NotFound):
-        for line in _get_small(folder + "CHECKSUMS", config).decode("utf-8", "replace").splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[2] == name:
-                checksum = Checksum("bsd-sum", f"{int(parts[0])} {int(parts[1])}", folder + "CHECKSUMS")
+        listing = _get_small(folder + "CHECKSUMS", config).decode("utf-8", "replace")
+        checksum = _published_checksum(listing, name, folder + "CHECKSUMS")
     return folder + name, checksum
+
+
+def _published_checksum(listing: str, name: str, where: str) -> Checksum | None:
+    """`name`'s line of an Ensembl CHECKSUMS file ("SUM BLOCKS FILE"), or None when it is not listed."""
+    for number, line in enumerate(listing.splitlines(), start=1):
+        parts = line.split()
+        if not parts or parts[-1] != name:
+            continue
+        if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+            raise Invalid(
+                f"{where} line {number}: expected 'SUM BLOCKS FILE' (two numbers and the file name), got "
+                f"{line.strip()[:80]!r}; the checksum list is damaged, so the download cannot be verified. "
+                "Try again later or use another mirror."
+            )
+        return Checksum("bsd-sum", f"{int(parts[0])} {int(parts[1])}", where)
+    return None
+
+
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follows redirects within http(s) only: urllib would follow one to ftp:// (and retry its failures)."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise Invalid(
+                f"{req.full_url} redirected to {newurl}; only http(s) downloads are followed. Download the file "
+                "yourself and give its path as the source."
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpRedirectsOnly)
 
 
 def _request(url: str, headers: dict[str, str], config: FetchConfig) -> http.client.HTTPResponse:
     """Open `url`; 404/410 -> NotFound, transient statuses and network errors -> _Transient."""
     request = urllib.request.Request(url, headers={"User-Agent": f"orthovec/{__version__}", **headers})
     try:
-        response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=config.timeout_s)
+        response: http.client.HTTPResponse = _OPENER.open(request, timeout=config.timeout_s)
         return response
     except urllib.error.HTTPError as err:
         if err.code in (404, 410):
@@ -269,12 +308,31 @@ def download(
 
 
 def _earlier_download(record_path: Path, expected_sha256: str | None) -> Fetched | None:
+    """The cached download of a URL, or None when there is none that still holds its address.
+
+    The cache is content-addressed, so a file is trusted only after its content hashes to its
+    name again: a file changed on disk is discarded and downloaded afresh, never indexed under
+    the provenance of the original.
+    """
     if not record_path.is_file():
         return None
-    record = json.loads(record_path.read_text())
-    checksum = Checksum(**record["checksum"]) if record.get("checksum") else None
-    fetched = Fetched(**{**record, "checksum": checksum})
-    if not Path(fetched.path).is_file() or (expected_sha256 and fetched.sha256 != expected_sha256):
+    try:
+        record = json.loads(record_path.read_text())
+        checksum = Checksum(**record["checksum"]) if record.get("checksum") else None
+        fetched = Fetched(**{**record, "checksum": checksum})
+    except (ValueError, TypeError, KeyError):
+        logger.warning(f"{record_path}: unreadable download record; downloading again")
+        return None
+    path = Path(fetched.path)
+    if not path.is_file() or (expected_sha256 and fetched.sha256 != expected_sha256):
+        return None
+    actual = _sha256(path)
+    if actual != fetched.sha256 or path.name != fetched.sha256:
+        logger.warning(
+            f"{path}: the cached download no longer matches its address (content sha256 {actual}); "
+            "discarding it and downloading again"
+        )
+        path.unlink(missing_ok=True)
         return None
     return fetched
 
@@ -297,8 +355,7 @@ def _transfer(url: str, partial: Path, config: FetchConfig) -> None:
             _refuse_html(response, url)
             if have and response.status != 206:
                 have = 0  # the server ignored Range: start over rather than append a second copy
-            length = response.headers.get("Content-Length")
-            expected = have + int(length) if length is not None else None
+            expected = _expected_size(response, have, url)
             try:
                 with open(partial, "ab" if have else "wb") as out:
                     _copy_reporting(response, out, have, expected, url)
@@ -315,6 +372,19 @@ def _transfer(url: str, partial: Path, config: FetchConfig) -> None:
         f"{url}: download failed after {config.retries + 1} attempts ({last}). Run again later: the "
         "bytes received so far are kept and the download resumes from them."
     )
+
+
+def _expected_size(response: http.client.HTTPResponse, have: int, url: str) -> int | None:
+    """Bytes the file will have once this response is read (None when the server does not say)."""
+    length = response.headers.get("Content-Length")
+    if length is None:
+        return None
+    if not length.strip().isdigit():
+        raise Invalid(
+            f"{url}: the server sent a malformed Content-Length {length.strip()[:40]!r}, so a truncated "
+            "transfer could not be told from a complete one; nothing was kept. Try again later or use a mirror."
+        )
+    return have + int(length)
 
 
 def _copy_reporting(
@@ -353,7 +423,7 @@ def check_proteome(path: Path, url: str | None) -> tuple[str, int]:
     digest = _sha256(path)
     with open(path, "rb") as raw:
         compressed = raw.read(2) == b"\x1f\x8b"
-    n_records = 0
+    n_records = n_sequence_lines = 0
     try:
         with _open_text(path, compressed) as handle:
             for number, line in enumerate(handle, start=1):
@@ -362,7 +432,9 @@ def check_proteome(path: Path, url: str | None) -> tuple[str, int]:
                     continue
                 if line.startswith(">"):
                     n_records += 1
-                elif n_records == 0:
+                    continue
+                n_sequence_lines += 1
+                if n_records == 0:
                     if line.lstrip().lower().startswith(("<!doctype", "<html", "<?xml")):
                         head = line + handle.read(4096)
                         raise Invalid(f"{where} is an HTML page{_title(head.encode())}, not a FASTA file.")
@@ -373,6 +445,8 @@ def check_proteome(path: Path, url: str | None) -> tuple[str, int]:
         raise Invalid(f"{where}: the gzip stream is broken ({err}): the file is truncated or corrupt.") from None
     if n_records == 0:
         raise Invalid(f"{where}: no FASTA records (an empty proteome); check the source.")
+    if n_sequence_lines == 0:
+        raise Invalid(f"{where}: {n_records:,} FASTA headers but no sequence lines; check the source.")
     return digest, n_records
 
 

@@ -12,13 +12,15 @@ import difflib
 import itertools
 import re
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from orthovec.core.files import file_kind
 from orthovec.embedding.architectures import CUSTOM_NAME, ESM2_ARCHITECTURES, LONG_SEQS, PRECISIONS, LongSeqs, Precision
 from orthovec.indexer.settings import POOLINGS, Pooling
-from orthovec.schemas.atlas import NAME
+from orthovec.schemas.atlas import check_name
 from orthovec.schemas.errors import Invalid, NotFound
 from orthovec.schemas.parameters import check_number
 
@@ -34,6 +36,8 @@ SourceKind = Literal["path", "url", "uniprot", "ensembl"]
 
 #: UniProt proteome ids are "UP" and nine digits (UP000005640 is the human reference proteome).
 UNIPROT_PROTEOME = re.compile(r"^UP\d{9}$")
+#: A file's SHA-256 as the manifest's `sha256` and `fetch-proteome`'s option give it.
+SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 #: Ensembl peptide FASTA by species and release: `ensembl:homo_sapiens@112`.
 ENSEMBL_SOURCE = re.compile(r"^ensembl:([a-z][a-z0-9_]*)@(\d+)$")
 #: [atlas] keys passed to the mapping as they are (`orthovec.lookup.homology.mapping.MappingParams` fields).
@@ -127,10 +131,10 @@ _ATLAS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "align": ((bool,), "true or false"),
     "align_sensitivity": ((int, float), "MMseqs2 sensitivity (1-7.5)"),
     "align_threads": ((int,), "MMseqs2 threads per pair"),
-    "k": ((int,), "hits per gene (1-200)"),
-    "metric": ((str,), "an `orthovec map --metric` choice"),
-    "evidence": ((str,), "an `orthovec map --evidence` choice"),
-    "margin": ((int, float), "homology-graph margin (>= 0)"),
+    "k": ((int,), "hits per gene"),
+    "metric": ((str,), "the name of a mapping metric"),
+    "evidence": ((str,), "the name of a mapping evidence"),
+    "margin": ((int, float), "homology-graph margin"),
     "min_score": ((int, float), "homology-graph minimum score"),
     "max_evalue": ((int, float), "one-to-one E-value ceiling"),
     "csls_k": ((int,), "neighbours for the CSLS metric"),
@@ -285,15 +289,14 @@ def _species(base: Path, table: object, index: int, where: _Where) -> SpeciesEnt
         if required not in table:
             raise Invalid(f"{where('species', index)}: missing '{required}' ({_SPECIES_KEYS[required][1]}).")
     name = table["name"]
-    if not NAME.fullmatch(name):
-        raise Invalid(
-            f"{where('species', index, 'name')}: invalid species name {name!r}; use letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit (for example 'homo_sapiens')."
-        )
+    try:
+        check_name("species", name)
+    except Invalid as err:
+        raise Invalid(f"{where('species', index, 'name')}: {err}") from None
     source = parse_source(table["source"], base, where("species", index, "source"))
     gene_map = _existing_file(base, table.get("gene_map"), where("species", index, "gene_map"), "gene map")
     sha256 = table.get("sha256")
-    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+    if sha256 is not None and not SHA256.fullmatch(sha256):
         raise Invalid(f"{where('species', index, 'sha256')}: 'sha256' must be 64 hex digits, got {sha256!r}.")
     taxid = table.get("taxid")
     if taxid is not None:
@@ -315,6 +318,12 @@ def parse_source(value: str, base: Path, where: str) -> Source:
     if "://" in value:
         if not value.startswith(("http://", "https://")):
             raise Invalid(f"{where}: source {value!r} uses an unsupported scheme; use http(s) or a local path.")
+        parts = urllib.parse.urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise Invalid(  # the URL itself is not repeated: it holds the password
+                f"{where}: the source URL carries a user name or password; orthovec sends no credentials (they "
+                "would end up in logs and provenance records). Download the file yourself and give its path."
+            )
         return Source("url", value)
     if value.upper().startswith("UP") and value[2:].isdigit():
         if not UNIPROT_PROTEOME.fullmatch(value):
@@ -341,15 +350,15 @@ def _existing_file(base: Path, value: str | None, where: str, what: str) -> Path
     if value is None:
         return None
     path = (base / value).expanduser().absolute()
+    if path.exists() and not path.is_file():
+        raise Invalid(f"{where}: {what} {value!r} is {file_kind(path)}; give a regular file (save a stream to one).")
     if not path.is_file():
         hint = f"; a source may also be {SOURCE_FORMS}" if what == "source" else ""
         raise NotFound(f"{where}: {what} file {value!r} not found (looked at {path}){hint}.")
     return path
 
 
-def _atlas(
-    base: Path, table: dict[str, Any], where: _Where, names: list[str], *, any_embedded: bool
-) -> AtlasSettings:
+def _atlas(base: Path, table: dict[str, Any], where: _Where, names: list[str], *, any_embedded: bool) -> AtlasSettings:
     _check_keys(table, _ATLAS_KEYS, "atlas", 0, where)
     weights = _existing_file(base, table.get("weights"), where("atlas", 0, "weights"), "weights")
     model = table.get("model")

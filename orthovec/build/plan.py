@@ -19,6 +19,8 @@ The key hashes the step's settings and the output hashes of the steps it reads, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -72,7 +74,8 @@ class BuildOptions:
 
     def __post_init__(self) -> None:
         if self.shard is not None and not (self.shard[1] >= 1 and 0 <= self.shard[0] < self.shard[1]):
-            raise Invalid(f"--shard {self.shard[0]}/{self.shard[1]}: expected I/N with 0 <= I < N (for example 0/4).")
+            shard = f"{self.shard[0]}/{self.shard[1]}"
+            raise Invalid("expected I/N with 0 <= I < N (for example 0/4).", param="shard", value=shard)
 
 
 @dataclass
@@ -238,10 +241,26 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 class Stamps:
-    """The stamps of one atlas's build directory."""
+    """The stamps of one atlas's build directory.
 
-    def __init__(self, directory: Path, hashes: FileHashes) -> None:
-        self.directory, self.hashes = directory, hashes
+    An output inside the atlas is recorded relative to the atlas's root, so a copied or moved
+    atlas checks its own files (a copy with a table missing is not up to date); an output
+    elsewhere (a local source file) keeps its absolute path.
+    """
+
+    def __init__(self, root: Path, hashes: FileHashes) -> None:
+        self.root, self.directory, self.hashes = root, root / "build", hashes
+
+    def recorded(self, path: Path) -> FileStamp:
+        """The stamp of an output as a stamp file records it."""
+        stamp = self.hashes.stamp(path)
+        with contextlib.suppress(ValueError):
+            return dataclasses.replace(stamp, path=str(Path(path).absolute().relative_to(self.root)))
+        return stamp
+
+    def resolve(self, recorded: FileStamp) -> Path:
+        """Where a recorded output is now (relative ones within this atlas)."""
+        return self.root / recorded.path
 
     def path(self, step: str) -> Path:
         return self.directory / f"{step.replace(':', '-')}.json"
@@ -271,7 +290,7 @@ class Stamps:
             moved = [name for name in sorted(inputs) if stamp.inputs.get(name) != inputs[name]]
             return f"input changed ({', '.join(moved)})" if moved else "inputs changed"
         for label, recorded in stamp.outputs.items():
-            path = Path(recorded.path)
+            path = self.resolve(recorded)
             if not path.is_file():
                 return f"{label} missing ({path})"
             if self.hashes.stamp(path).sha256 != recorded.sha256:
@@ -299,30 +318,48 @@ def run_build(
     """Run (or, with `dry_run`, describe) every step of the manifest that is not already done."""
     options, events = options or BuildOptions(), events or BuildEvents()
     started = time.perf_counter()
-    # Stamps record output paths; absolute ones stay true when the next build runs from elsewhere.
     atlas = Atlas(atlas.root.absolute())
     state = atlas.build_state()
     hashes = FileHashes(state / "file_hashes.json")
-    stamps = Stamps(state, hashes)
+    stamps = Stamps(atlas.root, hashes)
     steps = plan_steps(manifest, options, hashes)
     report = BuildReport(str(manifest.path), str(atlas.root), options.dry_run, [])
-    with _build_lock(state, options):
-        runner = _Runner(manifest, atlas, options, events, stamps, steps)
-        report.outcomes = runner.run()
-    if not options.dry_run:
+    with _build_lock(state, options) as cannot_write:
+        # An atlas that cannot be written is checked as a dry run: current, it is a no-op build.
+        checked = dataclasses.replace(options, dry_run=True) if cannot_write else options
+        report.outcomes = _Runner(manifest, atlas, checked, events, stamps, steps).run()
+    if cannot_write:
+        waiting = [outcome.step for outcome in report.outcomes if outcome.status == "to run"]
+        if waiting:
+            raise Unavailable(
+                f"{atlas.root}: the atlas cannot be written ({cannot_write}), and {len(waiting)} steps would run "
+                f"({', '.join(waiting[:6])}{', ...' if len(waiting) > 6 else ''}). Copy the atlas somewhere "
+                "writable or remount it read-write; a build with nothing to do works on a read-only atlas."
+            )
+    elif not options.dry_run:
         hashes.save()
     report.seconds = time.perf_counter() - started
     return report
 
 
 @contextlib.contextmanager
-def _build_lock(state: Path, options: BuildOptions) -> Iterator[None]:
-    """One unsharded build per atlas at a time; shards of one array run side by side by design."""
+def _build_lock(state: Path, options: BuildOptions) -> Iterator[str]:
+    """One unsharded build per atlas at a time; shards of one array run side by side by design.
+
+    Yields "" when the build may write, else why it cannot (a read-only file system, no permission).
+    """
     if options.dry_run or options.shard is not None:
-        yield
+        yield ""
         return
-    state.mkdir(parents=True, exist_ok=True)
-    with open(state / ".lock", "w") as lock:
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        lock = open(state / ".lock", "w")  # noqa: SIM115 - held for the build's lifetime, closed below
+    except OSError as err:
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        yield err.strerror or "not writable"
+        return
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -330,7 +367,7 @@ def _build_lock(state: Path, options: BuildOptions) -> Iterator[None]:
                 f"Another `orthovec build` is running on {state.parent}; wait for it to finish (a build of the "
                 "same manifest afterwards is a no-op)."
             ) from None
-        yield
+        yield ""
 
 
 class _Runner:
@@ -435,7 +472,7 @@ class _Runner:
                 self.digests[step.name] = "unavailable"  # later steps run without this evidence
             logger.info(f"{step.name}: {done.status} ({done.info.get('why', '')})")
             return
-        outputs = {label: self.stamps.hashes.stamp(path) for label, path in done.outputs.items()}
+        outputs = {label: self.stamps.recorded(path) for label, path in done.outputs.items()}
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
         stamp = Stamp(key, step.params, inputs, outputs, done.info, round(seconds, 3), finished)
         self.stamps.write(stamp, step.name)
@@ -532,9 +569,7 @@ class _Runner:
         # only what the manifest sets, so `orthovec align`'s own defaults hold otherwise
         sensitivity = {"sensitivity": settings.align_sensitivity} if settings.align_sensitivity is not None else {}
         try:
-            path = align_species(
-                self.atlas, a, b, threads=settings.align_threads, progress=self._log(step), **sensitivity
-            )
+            path = align_species(self.atlas, a, b, threads=settings.align_threads, **sensitivity)
         except Unavailable as err:  # e.g. no mmseqs binary: the build still maps on embeddings
             raise _StepUnavailable(str(err)) from None
         return _Done({"alignment": Path(path)}, {})
@@ -569,7 +604,7 @@ class _Runner:
         stamp = self.stamps.read(step)
         if stamp is None or label not in stamp.outputs:
             raise Invalid(f"{self.stamps.path(step)}: the {step} step left no {label}; run the build again.")
-        return Path(stamp.outputs[label].path)
+        return self.stamps.resolve(stamp.outputs[label])
 
     def _model(self, *species: str) -> str | None:
         """The embedding model the species share, or None when one of them is indexed for alignment only."""
@@ -580,9 +615,6 @@ class _Runner:
         if len(found) != 1:
             raise Invalid(f"The species of {self.manifest.path} were indexed with different models ({found}).")
         return str(found.pop())
-
-    def _log(self, step: Step) -> Callable[[str], None]:
-        return lambda message: logger.info(f"{step.name}: {message}")
 
 
 def _first_line(err: BaseException) -> str:

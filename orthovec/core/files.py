@@ -25,6 +25,21 @@ from orthovec.schemas.errors import Invalid, NotFound, Unavailable, UserError
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
+def file_kind(path: Path) -> str:
+    """What a path that exists but is not a regular file is, in words ("a directory", "a named pipe (FIFO)")."""
+    mode = Path(path).stat().st_mode
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def open_text(path: Path) -> IO[str]:
     """Text handle for plain or gzip files, detected by magic bytes rather than the extension."""
     path = Path(path)
@@ -32,8 +47,7 @@ def open_text(path: Path) -> IO[str]:
         raise NotFound(f"{path}: file not found.")
     if not path.is_file():
         # A FIFO (`<(zcat x.gz)`) cannot be read twice, and gzip detection reads ahead first.
-        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(path.stat().st_mode) else "not a regular file"
-        raise Invalid(f"{path}: is {kind}; orthovec reads its input twice, so save it to a file first.")
+        raise Invalid(f"{path}: is {file_kind(path)}; orthovec reads its input twice, so save it to a file first.")
     with open(path, "rb") as raw:
         magic = raw.read(2)
     if magic == b"\x1f\x8b":
