@@ -1,6 +1,13 @@
 """Alignment evidence on real proteomes: speed of `orthovec align` and mapping quality against references.
 
-    nice -n 10 python benchmarks/align_quality.py --atlas /tmp/align-atlas [--threads 2] [--skip-speed]
+    nice -n 10 python benchmarks/align_quality.py --atlas /tmp/align-atlas --proteins-only --modes [--threads 2]
+
+`--modes` (issue 20 item 1): the adaptive search (`orthovec align`, the default) beside the
+exhaustive one at MMseqs2's default sensitivity (`orthovec align --sensitivity 5.7`, today's
+default search), each from a fresh copy of the atlas's proteins (so each pays for its own
+per-species databases), in the same run: wall time of human × mouse and human × X. tropicalis,
+the speed-up, and greedy one-to-one precision / recall against Ensembl one2one (human × mouse)
+and DIOPT ≥ 5 (human × frog) of the alignment-only map each mode gives.
 
 The atlas holds `human`, `mouse` and `xenopus_tropicalis` from ../shared/data/proteomes/ (indexed
 with `orthovec index ... --weights TINY.pt`, or, with `--proteins-only`, just their proteins so
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import itertools
+import os
 import subprocess
 import sys
 import tempfile
@@ -156,6 +164,56 @@ def speed(atlas_root: Path, threads: int, proteins: int | None) -> None:
     print("share of `orthovec align` time: " + ", ".join(f"{k} {v / wall:.0%}" for k, v in steps.items()))
 
 
+def modes(atlas_root: Path, threads: int) -> None:
+    """Adaptive vs exhaustive `orthovec align`, each on its own fresh atlas, timed and scored."""
+    import shutil
+
+    from orthovec.lookup.homology.evaluate import evaluate
+    from orthovec.lookup.homology.mapping import MappingParams, map_species
+    from orthovec.schemas.atlas import Atlas
+
+    source = Atlas(atlas_root)
+    truths = {"mouse": ensembl_truth(atlas_root).to_arrow(), "xenopus_tropicalis": diopt_truth(atlas_root).to_arrow()}
+    results: dict[str, dict[str, float]] = {}
+    runs = {"exhaustive (-s 5.7)": ["--sensitivity", "5.7"], "adaptive (default)": []}
+    with tempfile.TemporaryDirectory(dir=atlas_root, prefix=".modes-") as scratch:
+        for label, extra in runs.items():
+            atlas = Atlas(Path(scratch) / label.split()[0])
+            for species in PROTEOMES:
+                atlas.proteins(species).parent.mkdir(parents=True)
+                shutil.copy(source.proteins(species), atlas.proteins(species))
+            found: dict[str, float] = {}
+            for species_b in ("mouse", "xenopus_tropicalis"):
+                command = [sys.executable, "-m", "orthovec.cli", "align", "human", species_b, *extra]
+                wall, peak, _ = timed([*command, "--threads", str(threads), "--atlas", str(atlas.root)], label)
+                found[f"{species_b} s"], found[f"{species_b} GB"] = wall, peak
+                out = Path(scratch) / f"{label.split()[0]}-{species_b}.parquet"
+                params = MappingParams(evidence="alignment")
+                map_species(atlas, ["human", species_b], params=params, out=out)
+                r = evaluate(pl.read_parquet(out).to_arrow(), truths[species_b], "greedy")
+                found[f"{species_b} P"], found[f"{species_b} R"] = r.precision, r.recall
+                print(f"{label}: human × {species_b} {wall:.1f} s, greedy P {r.precision:.4f} R {r.recall:.4f}")
+            results[label] = found
+    print(f"\n### `orthovec align`: adaptive vs exhaustive search, {threads} threads, whole proteomes\n")
+    print("| search | human × mouse s | peak GB | Ensembl 1:1 P | R | human × frog s | DIOPT≥5 1:1 P | R |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, r in results.items():
+        print(
+            f"| {label} | {r['mouse s']:.1f} | {r['mouse GB']:.2f} | {r['mouse P']:.4f} | {r['mouse R']:.4f} "
+            f"| {r['xenopus_tropicalis s']:.1f} | {r['xenopus_tropicalis P']:.4f} | {r['xenopus_tropicalis R']:.4f} |"
+        )
+    exhaustive, adaptive = results.values()
+    mouse = exhaustive["mouse s"] / adaptive["mouse s"]
+    frog = exhaustive["xenopus_tropicalis s"] / adaptive["xenopus_tropicalis s"]
+    print(f"\nspeed-up of the adaptive search: human × mouse {mouse:.2f}x, human × frog {frog:.2f}x")
+    print(
+        "quality change (adaptive − exhaustive): Ensembl P "
+        f"{adaptive['mouse P'] - exhaustive['mouse P']:+.4f} R {adaptive['mouse R'] - exhaustive['mouse R']:+.4f}; "
+        f"DIOPT P {adaptive['xenopus_tropicalis P'] - exhaustive['xenopus_tropicalis P']:+.4f} "
+        f"R {adaptive['xenopus_tropicalis R'] - exhaustive['xenopus_tropicalis R']:+.4f}"
+    )
+
+
 def symbols_of(atlas_root: Path, species: str) -> set[str]:
     from orthovec.schemas.atlas import Atlas
 
@@ -267,7 +325,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--proteins-only", action="store_true", help="Write missing PROTEINS tables first.")
     parser.add_argument("--random-vectors", type=int, metavar="DIM", help="Write Gaussian gene vectors first.")
-    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--modes", action="store_true", help="Adaptive vs exhaustive align, timed and scored.")
+    parser.add_argument("--skip-speed", action="store_true", help="Skip the easy-search comparison.")
     parser.add_argument("--speed-proteins", type=int, help="Time both tools on the first N proteins of each species.")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--margins", help="Comma-separated --margin values to sweep (human × mouse graph).")
@@ -276,6 +335,10 @@ def main() -> None:
         ensure_proteins(args.atlas)
     if args.random_vectors:
         write_random_vectors(args.atlas, args.random_vectors)
+    if args.modes:
+        print(f"machine: {os.cpu_count()} CPUs; load before: {os.getloadavg()}")
+        modes(args.atlas, args.threads)
+        print(f"load after: {os.getloadavg()}")
     if not args.skip_speed:
         speed(args.atlas, args.threads, args.speed_proteins)
     if args.skip_quality:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orthovec.core.options import atlas_option, console, emit_rows, output_format, qdrant_options
+from orthovec.core.options import atlas_option, console, emit_rows, number_option, output_format, qdrant_options
 from orthovec.lookup.settings import STRATEGIES
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
@@ -152,7 +152,7 @@ def query_command(
 @click.command("map")
 @click.argument("species", nargs=-1, required=True)
 @click.option("--model", help="Model (default: the one all species share).")
-@click.option("-k", "--k", "k", type=click.IntRange(1, 200), default=10, show_default=True, help="Hits per gene.")
+@number_option("-k", "--k", "k", rule="k", default=10, show_default=True, help="Hits per gene.")
 @click.option(
     "--evidence",
     type=click.Choice(["auto", "embedding", "alignment", "fused"]),
@@ -167,17 +167,17 @@ def query_command(
     show_default=True,
     help="Embedding similarity; csls corrects hubness (genes close to many others).",
 )
-@click.option(
+@number_option(
     "--margin",
-    type=click.FloatRange(min=0),
+    rule="margin",
     default=0.1,
     show_default=True,
     help="Homology graph: pairs within this fraction of the way from each gene's background to its best score.",
 )
-@click.option("--min-score", type=float, default=0.0, show_default=True, help="Homology graph: minimum score.")
-@click.option(
+@number_option("--min-score", rule="min_score", default=0.0, show_default=True, help="Homology graph: minimum score.")
+@number_option(
     "--max-evalue",
-    type=click.FloatRange(min=0),
+    rule="max_evalue",
     default=0.01,
     show_default=True,
     help="One-to-one floor: pairs whose E-value (expected chance hits as good) is above it are not called.",
@@ -238,28 +238,46 @@ def map_command(
 
 @click.command("align")
 @click.argument("species", nargs=-1, required=True)
-@click.option("--threads", type=click.IntRange(min=1), help="MMseqs2 threads [default: all CPUs].")
-@click.option(
+@number_option("--threads", rule="threads", help="MMseqs2 threads [default: all CPUs].")
+@number_option(
     "--sensitivity",
-    type=click.FloatRange(1.0, 7.5),
-    default=5.7,
-    show_default=True,
-    help="MMseqs2 prefilter sensitivity -s (7.5: most sensitive, slower).",
+    rule="sensitivity",
+    help="Exhaustive search at this MMseqs2 -s (1 to 7.5; 5.7 is MMseqs2's default) instead of the "
+    "adaptive one (a fast pass, then -s 5.7 only for genes without a confident best hit).",
 )
 @atlas_option
-def align_command(species: tuple[str, ...], threads: int | None, sensitivity: float, atlas: Atlas) -> None:
+@output_format("table", "tsv", "json")
+def align_command(
+    species: tuple[str, ...], threads: int | None, sensitivity: float | None, atlas: Atlas, fmt: str
+) -> None:
     """Align the proteomes of species A B [C ...] (every pair) with MMseqs2, both directions.
 
     Protein hits are reduced to gene pairs (best bits, e-value, identity, coverages, blast score
-    ratio) in ATLAS/alignments/A__B.parquet; `orthovec map` then uses them as evidence. Reruns
+    ratio) in ATLAS/alignments/A__B.parquet; `orthovec map` then uses them as evidence. Each
+    species' search database is built once (ATLAS/species/NAME/mmseqs/) and reused. Reruns
     with unchanged proteins reuse the table. Example: `orthovec align human mouse --threads 8`.
     """
     from orthovec.lookup.homology.align import align_all
+    from orthovec.schemas.tables import ALIGNMENT, read_provenance, read_table
 
-    log = console(stderr=True)
-    paths = align_all(atlas, list(species), threads=threads, sensitivity=sensitivity, progress=log.print)
+    paths = align_all(atlas, list(species), threads=threads, sensitivity=sensitivity)
+    rows = []
     for path in paths:
-        click.echo(str(path))
+        provenance = read_provenance(path)
+        rows.append(
+            {
+                "pair": path.stem,
+                "mode": provenance.get("mode"),
+                "sensitivity": provenance.get("sensitivity"),
+                "gene_pairs": read_table(path, ALIGNMENT, ["gene_id_a"]).num_rows,
+                "set_aside": sum(len(ids) for ids in (provenance.get("set_aside") or {}).values()),
+                **({"file": str(path)} if fmt != "table" else {}),
+            }
+        )
+    emit_rows(rows, fmt, title="alignments")
+    if fmt == "table":
+        for path in paths:
+            click.echo(str(path))
 
 
 @click.command("import-homology")

@@ -99,13 +99,13 @@ def align_species(
     """All-vs-all MMseqs2 alignment of two indexed species' proteins, reduced to gene pairs.
 
     Writes (or reuses, when the proteins are unchanged) `ATLAS/alignments/<A>__<B>.parquet` and
-    returns its path; `map_species` then uses it as alignment evidence.
+    returns its path; `map_species` then uses it as alignment evidence. `sensitivity` None runs
+    the adaptive search (a fast MMseqs2 pass, and `-s 5.7` only for proteins without a confident
+    best hit); a number from 1 to 7.5 the exhaustive search at that `-s`.
     """
-    from orthovec.lookup.homology.align import AlignParams
     from orthovec.lookup.homology.align import align_species as run_align
 
-    chosen = AlignParams.sensitivity if sensitivity is None else sensitivity
-    return run_align(_atlas(atlas), species_a, species_b, threads=threads, sensitivity=chosen)
+    return run_align(_atlas(atlas), species_a, species_b, threads=threads, sensitivity=sensitivity)
 
 
 def map_species(

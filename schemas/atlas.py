@@ -70,6 +70,11 @@ class Atlas:
     def genes(self, species: str, model: str) -> Path:
         return self.species_dir(species) / "genes" / f"{check_name('model', model)}.parquet"
 
+    def search_database(self, species: str) -> Path:
+        """The species' MMseqs2 search database, one subdirectory per proteome content hash
+        (`lookup.homology.databases`): built once, reused by every pair and sequence query."""
+        return self.species_dir(species) / "mmseqs"
+
     def index_report(self, species: str) -> Path:
         return self.species_dir(species) / "index_report.json"
 

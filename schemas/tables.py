@@ -299,6 +299,33 @@ ALIGNMENT = TableSpec(
 )
 
 
+#: Not a file: the answer of `lookup.homology.search.search_sequences`, one row per (query sequence,
+#: target gene) from the gene's best-aligned protein, `rank` 1 = most bits. `query` is the caller's
+#: label, `query_index` its position in the request; the scores mean what they mean in ALIGNMENT
+#: (coverages of the query and of the target protein).
+SEQUENCE_HITS = TableSpec(
+    "sequence_hits",
+    1,
+    pa.schema(
+        [
+            pa.field("query", pa.string(), nullable=False),
+            pa.field("query_index", pa.int32(), nullable=False),
+            pa.field("species", pa.string(), nullable=False),
+            pa.field("gene_id", pa.string(), nullable=False),
+            pa.field("gene_symbol", pa.string()),
+            pa.field("protein_id", pa.string(), nullable=False),
+            pa.field("rank", pa.int32(), nullable=False),
+            pa.field("bits", pa.float32(), nullable=False),
+            pa.field("evalue", pa.float64(), nullable=False),
+            pa.field("identity", pa.float32(), nullable=False),
+            pa.field("coverage_query", pa.float32(), nullable=False),
+            pa.field("coverage_target", pa.float32(), nullable=False),
+            pa.field("bsr", pa.float32(), nullable=False),
+        ]
+    ),
+)
+
+
 def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
     """A (rows, dim) matrix as the fixed-size-list float32 column every VECTOR field uses."""
     matrix = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -16,6 +16,7 @@ from orthovec.lookup.homology.mapping import MappingParams, build_mapping, map_s
 from orthovec.lookup.homology.one2one import greedy_one2one, optimal_one2one
 from orthovec.lookup.homology.similarity import blocked_topk, prepare
 from orthovec.schemas.atlas import Atlas
+from orthovec.schemas.errors import Invalid
 from orthovec.schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, genes_table, read_table, write_table
 
 MODEL = "esm2_t6_8M_UR50D"
@@ -174,8 +175,32 @@ def test_map_bad_species_are_clear_errors(tmp_path: Path, species: list[str], me
 def test_species_indexed_with_different_models_cannot_be_mapped(tmp_path: Path) -> None:
     atlas = _atlas_with(tmp_path, {"human": np.eye(4, dtype=np.float32)})
     _atlas_with(tmp_path, {"mouse": np.eye(4, dtype=np.float32)}, model="esm2_t12_35M_UR50D")
-    with pytest.raises(Exception, match="Mismatched models"):
+    with pytest.raises(Invalid, match="Mismatched models"):
         map_species(atlas, ["human", "mouse"])
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "allowed"),
+    [
+        ("--margin", "nan", "<= 1"),
+        ("--margin", "-0.1", "<= 1"),
+        ("--max-evalue", "nan", ">= 0"),
+        ("--max-evalue", "-1", ">= 0"),
+        ("--min-score", "nan", "<= 2"),
+        ("-k", "0", ">= 1"),
+    ],
+)
+def test_map_refuses_nan_and_out_of_range_settings_by_the_shared_rules(
+    tmp_path: Path, option: str, value: str, allowed: str
+) -> None:
+    """Issue 19 item 7: `--margin nan` gave 0 groups and `--max-evalue nan` 0 one-to-one calls."""
+    atlas = _atlas_with(tmp_path, {"human": np.eye(4, dtype=np.float32), "mouse": np.eye(4, dtype=np.float32)})
+    result = CliRunner().invoke(main, ["map", "human", "mouse", option, value, "--atlas", str(atlas.root)])
+    assert result.exit_code == 2 and option in result.output and allowed in result.output
+    assert "Traceback" not in result.output and not list((atlas.root / "mappings").glob("*/*.parquet"))
+    name = option.lstrip("-").replace("-", "_")
+    with pytest.raises(Invalid, match=rf"{name}="):
+        MappingParams(**{name: float(value)})
 
 
 def test_an_empty_atlas_says_to_index_first(tmp_path: Path) -> None:

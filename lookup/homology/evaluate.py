@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow as pa
 
 from orthovec.lookup.homology.imported import import_biomart, import_pairs
-from orthovec.schemas.errors import UserError
+from orthovec.schemas.errors import Invalid
 from orthovec.schemas.tables import MAPPING, read_table
 
 PairChoice = Literal["auto", "greedy", "optimal", "relation", "rbh", "all"]
@@ -70,7 +70,7 @@ def predicted_pairs(mapping: pa.Table, choice: PairChoice = "auto") -> tuple[pl.
     try:
         return rows.filter(filters[choice]()), choice
     except pl.exceptions.ColumnNotFoundError as err:
-        raise UserError(f"--pairs {choice}: the mapping has no such column ({err}).") from err
+        raise Invalid(f"the mapping has no such column ({err}).", param="pairs", value=choice) from err
 
 
 def evaluate(mapping: pa.Table, truth: pa.Table, choice: PairChoice = "auto") -> Evaluation:
@@ -79,7 +79,7 @@ def evaluate(mapping: pa.Table, truth: pa.Table, choice: PairChoice = "auto") ->
     assert isinstance(every_reference, pl.DataFrame)
     reference = every_reference.filter(pl.col("relation") == "one2one")
     if reference.is_empty():
-        raise UserError("The reference has no one-to-one pairs to evaluate against.")
+        raise Invalid("The reference has no one-to-one pairs to evaluate against.", param="truth")
     # The ID space is judged on every row, so a mapping with no calls scores 0 instead of failing.
     candidates = pl.from_arrow(mapping)
     assert isinstance(candidates, pl.DataFrame)
@@ -136,7 +136,7 @@ def _matching_key(predicted: pl.DataFrame, reference: pl.DataFrame) -> str:
 
     by_id, by_symbol = overlap("gene_id_a"), overlap("gene_symbol_a")
     if max(by_id, by_symbol) == 0:
-        raise UserError(
+        raise Invalid(
             "The mapping and the reference share no genes (neither IDs nor symbols of species A); check that "
             "they describe the same species pair in the same order."
         )

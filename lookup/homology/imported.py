@@ -316,8 +316,9 @@ def apply_strategy(mapping: pa.Table, strategy: Strategy, embedding_mapping: Pat
         chosen = _greedy(rows, ["orthology_confidence", "score"])
     else:
         if embedding_mapping is None:
-            raise UserError(
-                "--strategy fused needs --embedding-mapping FILE (an `orthovec map` table of the same species)."
+            raise Invalid(
+                "fused needs an embedding mapping (an `orthovec map` table of the same species).",
+                param="embedding_mapping",
             )
         mapping_table = read_table(embedding_mapping, MAPPING)
         # An `orthovec map --evidence fused` table keeps the embedding's own score in its own column.
@@ -359,7 +360,11 @@ def import_homology(
     **pair_columns: str | None,
 ) -> pa.Table:
     if species_a == species_b:
-        raise UserError(f"--from and --to are both '{species_a}': homology relates two different species.")
+        raise Invalid(
+            f"species_a and species_b are both '{species_a}': homology relates two different species.",
+            param="species_b",
+            value=species_b,
+        )
     table = (
         import_biomart(path, species_a, species_b)
         if fmt == "biomart"
@@ -368,5 +373,7 @@ def import_homology(
     if table.num_rows == 0:
         raise UserError(f"{path}: no homology pairs found.")
     if strategy in ("hc-greedy", "fused") and fmt != "biomart":
-        raise UserError(f"--strategy {strategy} needs Ensembl confidence and identity columns (--format biomart).")
+        raise Invalid(
+            "needs Ensembl confidence and identity columns (a BioMart export).", param="strategy", value=strategy
+        )
     return apply_strategy(table, strategy, embedding_mapping)

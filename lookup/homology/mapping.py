@@ -54,13 +54,15 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import ndtr
 
 from orthovec.core.version import __version__
-from orthovec.lookup.homology.align import proteins_hash, read_alignment
+from orthovec.lookup.homology.align import proteins_hash
 from orthovec.lookup.homology.graph import groups, near_best, relations
 from orthovec.lookup.homology.one2one import greedy_one2one, optimal_one2one, sparse_greedy
 from orthovec.lookup.homology.similarity import Metric, Offsets, background, blocked_topk, csls_offsets, prepare
 from orthovec.lookup.store import embedding_matrix
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import Invalid, NotFound, UserError
+from orthovec.schemas.errors import Ambiguous, Invalid, NotFound
+from orthovec.schemas.pairs import read_alignment
+from orthovec.schemas.parameters import check_number
 from orthovec.schemas.space import require_one_space, space_of_genes
 from orthovec.schemas.tables import (
     GENES,
@@ -86,6 +88,11 @@ class MappingParams:
     max_evalue: float = 0.01
     csls_k: int = 10
     evidence: Evidence = "auto"
+
+    def __post_init__(self) -> None:
+        """Every front end's values pass the shared rules (NaN, ranges): a bad one is refused here too."""
+        for name in ("k", "margin", "min_score", "max_evalue", "csls_k"):
+            check_number(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -442,17 +449,23 @@ def choose_mapping_model(atlas: Atlas, species: Sequence[str], model: str | None
     if model:
         missing = [name for name, found in models.items() if model not in found]
         if missing:
-            raise UserError(f"No {model} gene vectors for {', '.join(missing)} (indexed: {_describe(models)}).")
+            raise NotFound(
+                f"no {model} gene vectors for {', '.join(missing)} (indexed: {_describe(models)}).",
+                param="model",
+                value=model,
+            )
         return model
     shared = set.intersection(*models.values())
     if len(shared) == 1:
         return shared.pop()
     if not shared:
-        raise UserError(
+        raise Invalid(
             f"Mismatched models: the species were indexed with different models ({_describe(models)}); "
             "vectors from different models are not comparable. Index them with one model."
         )
-    raise UserError(f"Several models are shared ({', '.join(sorted(shared))}); choose one with --model.")
+    raise Ambiguous(
+        f"several models are shared ({', '.join(sorted(shared))}); choose one.", param="model", choices=sorted(shared)
+    )
 
 
 def _describe(models: dict[str, set[str]]) -> str:
@@ -472,9 +485,9 @@ def map_species(
     and an alignment table, else whichever of the two exists (the summary says which was used).
     """
     if len(species) < 2 or len(set(species)) != len(species):
-        raise UserError("Give at least two different species to map.")
+        raise Invalid("give at least two different species to map.", param="species", value=list(species))
     if out and len(species) > 2:
-        raise UserError("--out names one file, so it only works for one pair of species.")
+        raise Invalid("names one file, so it only works for one pair of species.", param="out", value=out)
     check_species(atlas, species)
     model = _vectors_model(atlas, species, model, params.evidence)
     genes = {name: _genes(atlas, name, model) for name in species}
@@ -538,8 +551,10 @@ def _vectors_model(atlas: Atlas, species: Sequence[str], model: str | None, evid
         return None
     if without:
         raise NotFound(
-            f"--evidence {evidence} needs gene vectors, and {', '.join(without)} has none: index each species with "
-            "one model (`orthovec index FASTA --species NAME --model M`), or use --evidence alignment."
+            f"needs gene vectors, and {', '.join(without)} has none: index each species with one model "
+            "(`orthovec index`), or map on alignment evidence.",
+            param="evidence",
+            value=evidence,
         )
     return choose_mapping_model(atlas, species, model)
 
@@ -585,7 +600,7 @@ def _choose_evidence(
     requested: Evidence, model: str | None, alignment: pa.Table | None, species_a: str, species_b: str
 ) -> str:
     align_hint = f"run `orthovec align {species_a} {species_b}` first"
-    vectors_hint = "index both species with one model (`orthovec index ... --model M`)"
+    vectors_hint = "index both species with one model (`orthovec index`)"
     if requested == "auto":
         if model and alignment is not None:
             return "fused"
@@ -595,9 +610,13 @@ def _choose_evidence(
             f"{species_a} and {species_b} have neither gene vectors of one model nor alignments: {align_hint}."
         )
     if requested in ("alignment", "fused") and alignment is None:
-        raise NotFound(f"--evidence {requested} needs the alignments of {species_a} and {species_b}: {align_hint}.")
+        raise NotFound(
+            f"needs the alignments of {species_a} and {species_b}: {align_hint}.", param="evidence", value=requested
+        )
     if requested in ("embedding", "fused") and not model:
-        raise NotFound(f"--evidence {requested} needs gene vectors of {species_a} and {species_b}: {vectors_hint}.")
+        raise NotFound(
+            f"needs gene vectors of {species_a} and {species_b}: {vectors_hint}.", param="evidence", value=requested
+        )
     return requested
 
 
