@@ -60,11 +60,47 @@ def index_proteome(
 
     Writes `ATLAS/species/<species>/{proteins.parquet, protein_embeddings/<model>.parquet,
     genes/<model>.parquet, index_report.json}` and resumable chunks under `ATLAS/cache/`, then loads
-    the gene vectors into the atlas's embedded Qdrant store (or the server at `qdrant_url`).
+    the gene vectors into the atlas's embedded Qdrant store (`ATLAS/qdrant/<model>/`, or the server
+    at `qdrant_url`).
     `embed=False` registers the proteins for alignment only (no model, no weights, no store); a
     later call with weights adds the embeddings. Resumes a killed run; a failed run leaves the
     species as it was. Progress goes to the `orthovec.indexer` logger. Returns the run's report
     (genes, proteins, records skipped by reason, embedding throughput, paths written).
+
+    Parameters
+    ----------
+    fasta
+        The proteome: UniProt, Ensembl or NCBI headers, plain or gzip.
+    species
+        The name the species goes by everywhere else (letters, digits, `_`, `-`, `.`).
+    atlas
+        The atlas directory (default: `$ORTHOVEC_ATLAS`, else `./orthovec-atlas`).
+    model
+        ESM-2 model name (default: the architecture of `weights`, else `esm2_t33_650M_UR50D`).
+    weights
+        A fair-esm checkpoint file (default: the model's file in the torch hub cache).
+    embed
+        False registers the proteins for alignment only.
+    pooling
+        How isoforms become one gene vector: mean, max, or the canonical isoform's.
+    layer
+        The representation layer (default: the last).
+    long_seqs
+        Sequences over 1022 residues: average overlapping windows, or keep the first 1022.
+    precision
+        auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16.
+    device
+        auto, cpu or cuda.
+    taxid
+        NCBI taxonomy id (default: read from the `OX=` headers).
+    gene_map
+        A TSV `protein_id, gene_id[, symbol]` for headers that carry no gene.
+    unresolved
+        Proteins without a gene: report and skip them, or keep each as its own gene.
+    qdrant_url
+        A Qdrant server to load into instead of the embedded store.
+    qdrant_api_key
+        That server's API key.
     """
     from orthovec.indexer.pipeline import IndexConfig
     from orthovec.indexing import index_proteome as run_index
@@ -99,9 +135,24 @@ def align_species(
     """All-vs-all MMseqs2 alignment of two indexed species' proteins, reduced to gene pairs.
 
     Writes (or reuses, when the proteins are unchanged) `ATLAS/alignments/<A>__<B>.parquet` and
-    returns its path; `map_species` then uses it as alignment evidence. `sensitivity` None runs
-    the adaptive search (a fast MMseqs2 pass, and `-s 5.7` only for proteins without a confident
-    best hit); a number from 1 to 7.5 the exhaustive search at that `-s`.
+    returns its path; `map_species` then uses it as alignment evidence. Each species' MMseqs2
+    search database (`ATLAS/species/<species>/mmseqs/`) is built on first use and reused by every
+    pair and sequence query.
+
+    Parameters
+    ----------
+    species_a
+        An indexed species (embedded or alignment-only).
+    species_b
+        Another one.
+    atlas
+        The atlas directory (default: `$ORTHOVEC_ATLAS`, else `./orthovec-atlas`).
+    threads
+        MMseqs2 threads (default: every core).
+    sensitivity
+        None (default): the adaptive search, a fast MMseqs2 pass and a second one at `-s 5.7` only
+        for proteins without a confident best hit. A number from 1 to 7.5: the exhaustive search
+        at that MMseqs2 `-s` (5.7 is MMseqs2's default). The table's provenance says which ran.
     """
     from orthovec.lookup.homology.align import align_species as run_align
 
@@ -122,6 +173,19 @@ def map_species(
     groups table for three or more species. `params` (`orthovec.lookup.homology.mapping.MappingParams`)
     chooses the evidence (embedding, alignment, fused), metric, k and thresholds. Returns one
     summary per pair (counts, evidence used, path).
+
+    Parameters
+    ----------
+    species
+        Two or more indexed species; every pair is mapped.
+    atlas
+        The atlas directory (default: `$ORTHOVEC_ATLAS`, else `./orthovec-atlas`).
+    model
+        The model whose gene vectors to use, when the atlas holds several.
+    params
+        Evidence, metric, k, margin and floors (`MappingParams()`'s defaults are `orthovec map`'s).
+    out
+        Where to write the table of a single pair instead of the atlas.
     """
     from orthovec.lookup.homology.mapping import MappingParams
     from orthovec.lookup.homology.mapping import map_species as run_map
@@ -164,7 +228,19 @@ def read_mapping(
 ) -> pa.Table:
     """A mapping table as a pyarrow Table (`.to_pandas()` / `polars.from_arrow` for either), validated.
 
-    Pass the file, or an atlas and two species (and `model` when the atlas holds several).
+    Pass the file, or an atlas and two species (and `model` when the atlas holds several). Reads
+    the table; writes nothing.
+
+    Parameters
+    ----------
+    atlas_or_path
+        A mapping Parquet file, or an atlas directory.
+    species_a
+        With an atlas: the mapping's left species.
+    species_b
+        With an atlas: its right species.
+    model
+        The model of the mapping, when the atlas holds several.
     """
     from orthovec.schemas.tables import MAPPING, read_table
 
