@@ -15,7 +15,7 @@ import gzip
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -77,6 +77,34 @@ def _mount_of(path: Path) -> Path:
             return path
         path = path.parent
     return path
+
+
+def check_output_apart(outputs: Iterable[Path], inputs: Iterable[Path], *, param: str = "out") -> None:
+    """Refuse, before any work, an output that would destroy an input.
+
+    An output may not be one of the inputs, lie inside an input directory, or (an output directory,
+    which a run replaces as a whole) hold an input. Paths are compared after resolving links, so
+    `out/../in.parquet` and a symlink to an input are caught too. Every command that writes calls this.
+    """
+    sources = [(Path(p), Path(os.path.realpath(p))) for p in inputs]
+    for output in outputs:
+        target = Path(os.path.realpath(output))
+        for given, source in sources:
+            if target == source:
+                raise Invalid(
+                    f"is also an input ({given}); writing it would destroy that input.", param=param, value=output
+                )
+            if source.is_relative_to(target):
+                raise Invalid(
+                    f"holds the input {given}; the output is replaced as a whole, so choose a directory apart from "
+                    "the inputs.",
+                    param=param,
+                    value=output,
+                )
+            if target.is_relative_to(source):
+                raise Invalid(
+                    f"lies inside the input {given}; choose a place apart from the inputs.", param=param, value=output
+                )
 
 
 def check_free_space(directory: Path, needed_bytes: int, what: str) -> None:
