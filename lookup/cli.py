@@ -11,142 +11,172 @@ from typing import TYPE_CHECKING
 import click
 
 from orthovec.core.options import atlas_option, console, emit_rows, number_option, output_format, qdrant_options
-from orthovec.lookup.settings import STRATEGIES
+from orthovec.lookup.settings import EVIDENCE, STRATEGIES
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 
 if TYPE_CHECKING:
-    from orthovec.lookup.query import Hit
+    from orthovec.schemas.api import HomologsResponse
 
-HIT_COLUMNS = ("species", "gene_id", "gene_symbol", "score", "rank", "is_rbh", "margin")
+#: The columns of a homolog table for people (`--format table`); TSV and JSON carry every field.
+TABLE_COLUMNS = {
+    "rank": "rank",
+    "gene_symbol": "symbol",
+    "gene_id": "gene",
+    "score": "score",
+    "evidence": "evidence",
+    "is_one2one": "one2one",
+    "relation": "relation",
+    "is_rbh": "RBH",
+    "identity": "identity",
+    "coverage_query": "cov query",
+    "coverage_target": "cov hit",
+    "evalue": "E-value",
+    "embedding_score": "cosine",
+}
 
 
-def print_results(
-    results: Sequence[tuple[str, Sequence[Hit]]],
-    fmt: str,
-    alignments: Sequence[dict[str, float] | None] | None = None,
-) -> None:
-    """Every query's hits in one shape: JSON is one list of hit objects, each with its query's fields
-    (`query` is the gene or record as given); TSV has one header; tables come one per query.
-
-    `alignments` (a gene query on an atlas with `orthovec align` output) adds each hit's MMseqs2
-    evidence: an `alignment` object in JSON (null where MMseqs2 found no hit), columns otherwise.
+def print_results(answers: Sequence[tuple[str, HomologsResponse]], fmt: str) -> None:
+    """Every query's homologs in one shape: JSON is one list of hit objects and TSV one table, each
+    row with its query (`query` as given, and the gene it resolved to); tables come one per query
+    and target species, captioned with the evidence that ordered them, notes below.
     """
-    from orthovec.lookup.homology.align import HIT_EVIDENCE
+    from orthovec.core.logs import get_logger
 
-    evidence = list(alignments) if alignments is not None else None
+    if fmt in ("json", "tsv"):
+        rows = [
+            {
+                "query": label,
+                "query_species": answer.query.species,
+                "query_gene_id": answer.query.gene_id,
+                "query_gene_symbol": answer.query.gene_symbol,
+                **hit.model_dump(),
+            }
+            for label, answer in answers
+            for hit in answer.hits
+        ]
+        emit_rows(rows, fmt)
+        notes = [target.note for _, answer in answers for target in answer.targets if target.note]
+        for note in notes:
+            get_logger("lookup").info(note)
+        return
+    for label, answer in answers:
+        for target in answer.targets:
+            hits = [hit for hit in answer.hits if hit.species == target.species]
+            named = answer.query.gene_symbol or answer.query.gene_id or label
+            source = f"{answer.query.species} " if answer.query.species else ""
+            kind = "paralogs" if hits and hits[0].is_paralog else "homologs"
+            mapping = f", mapping {target.mapping}" if target.mapping else ""
+            title = f"{kind} of {source}{named} in {target.species} ({target.evidence} evidence{mapping})"
+            rows = [
+                {
+                    short: ("yes" if value else "") if isinstance(value, bool) else _shown(name, value)
+                    for name, short in TABLE_COLUMNS.items()
+                    for value in [getattr(hit, name)]
+                }
+                for hit in hits
+            ]
+            if rows:
+                emit_rows(rows, fmt, title=title)
+            else:
+                console().print(title + ": none")
+            if target.note:
+                console().print(target.note, style="yellow")
 
-    def aligned(index: int) -> list[str]:
-        if evidence is None:
-            return []
-        found = evidence[index]
-        return [f"{found[c]:.3g}" if found else "" for c in HIT_EVIDENCE]
 
-    extra = list(HIT_EVIDENCE) if evidence is not None else []
-    if fmt == "json":
-        rows = [{"query": label, **h.to_dict()} for label, hits in results for h in hits]
-        if evidence is not None:
-            rows = [{**row, "alignment": found} for row, found in zip(rows, evidence, strict=True)]
-        click.echo(json.dumps(rows, indent=2))
-    elif fmt == "tsv":
-        click.echo("\t".join(["query", *HIT_COLUMNS, *extra]))
-        for label, hits in results:
-            for i, h in enumerate(hits):
-                query = h.query_gene_symbol or h.query_gene_id or label
-                cells = ["" if getattr(h, c) is None else str(getattr(h, c)) for c in HIT_COLUMNS]
-                click.echo("\t".join([query, *cells, *aligned(i)]))
-    else:
-        from rich.table import Table
-
-        for label, hits in results:
-            table = Table(title=label)
-            for column in (*HIT_COLUMNS, *extra):
-                table.add_column(column, justify="right" if column in ("score", "rank", "margin", *extra) else "left")
-            for i, h in enumerate(hits):
-                margin = "" if h.margin is None else f"{h.margin:.4f}"
-                rbh = "RBH" if h.is_rbh else ""
-                cells = [h.species, h.gene_id, h.gene_symbol or "", f"{h.score:.4f}", str(h.rank), rbh, margin]
-                table.add_row(*cells, *aligned(i))
-            console().print(table)
+def _shown(name: str, value: object) -> object:
+    """E-values in scientific notation (a table's 4 decimals would print 1e-37 as 0.0000)."""
+    return f"{value:.2g}" if name == "evalue" and isinstance(value, float) else value
 
 
 @click.command("query")
 @click.argument("gene", required=False)
 @click.option("--from", "from_species", help="Species of GENE.")
 @click.option("--to", "to_species", multiple=True, help="Target species (repeatable; default: all others).")
-@click.option("-k", "--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@number_option("-k", "--k", "k", rule="k", default=10, show_default=True, help="Homologs per target species.")
+@click.option(
+    "--evidence",
+    type=click.Choice(EVIDENCE),
+    default="auto",
+    show_default=True,
+    help="Order of the homologs, as `map --evidence`; auto: the best the atlas holds (fused, alignment, embedding).",
+)
 @click.option("--sequence", help="Query with a raw protein sequence instead of a gene.")
 @click.option("--fasta", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Query each record.")
-@click.option("--model", help="Model (default: the only one in the store).")
-@click.option("--weights", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="For sequences.")
+@click.option("--model", help="Model (default: the one the species are held under).")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Embed sequences with this checkpoint (default: the one the atlas was indexed with, if it is still "
+    "there); without weights, sequences are searched with MMseqs2 alone.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "tsv"]), default="table", show_default=True)
 @atlas_option
 @qdrant_options()
+@output_format()
 def query_command(
     gene: str | None,
     from_species: str | None,
     to_species: tuple[str, ...],
     k: int,
+    evidence: str,
     sequence: str | None,
     fasta: Path | None,
     model: str | None,
     weights: Path | None,
     device: str,
-    fmt: str,
     atlas: Atlas,
     qdrant_url: str | None,
     qdrant_api_key: str | None,
+    fmt: str,
 ) -> None:
     """Homologs of GENE (symbol or ID) from --from species, or of raw sequences (--sequence/--fasta).
 
-    Each hit has its cosine score, rank, margin to the next hit and whether it is a reciprocal
-    best hit; gene queries also show MMseqs2 bits, BSR, identity and E-value when `orthovec align`
-    has aligned the species. Examples: `orthovec query TP53 --from human --to mouse`;
+    Candidates come from the mapping table (`orthovec map`: one-to-one call, relation, group,
+    fused score), the MMseqs2 alignments (bits, BSR, identity, coverages, E-value) and the
+    embedding neighbours, ordered by the same evidence as `map`; each row says which evidence it
+    has. --to the query's own species lists its paralogs. While `orthovec serve` serves the atlas,
+    a gene query asks that server. Examples: `orthovec query TP53 --from human --to mouse`;
     `orthovec query --sequence MEEPQSDPSV... --to mouse --format json`.
     """
-    from orthovec.lookup.query import choose_model, homologs_of_gene, homologs_of_vectors
-    from orthovec.lookup.sequence import embedder_for_atlas
-    from orthovec.lookup.store import open_store
-    from orthovec.lookup.store.load import check_store_space
+    from orthovec.lookup import homologs as service
 
     if sum(x is not None for x in (gene, sequence, fasta)) != 1:
         raise UserError("Give exactly one of GENE (with --from), --sequence or --fasta.")
-    store = open_store(atlas, qdrant_url, qdrant_api_key, read_only=True)
-    try:
-        for stored_model in [model] if model else store.models():
-            check_store_space(store, stored_model)
-        if gene is not None:
-            if not from_species:
-                raise UserError(f"Which species is {gene} from? Add --from SPECIES.")
-            hits = homologs_of_gene(store, gene, from_species, list(to_species), k, model)
-            from orthovec.lookup.homology.align import hit_alignments
+    if gene is not None:
+        if not from_species:
+            raise UserError(f"Which species is {gene} from? Add --from SPECIES.")
+        answer = service.query_atlas(
+            atlas,
+            gene,
+            from_species,
+            to=list(to_species),
+            k=k,
+            evidence=evidence,  # type: ignore[arg-type]
+            model=model,
+            qdrant_url=qdrant_url,
+            qdrant_api_key=qdrant_api_key,
+        )
+        print_results([(gene, answer)], fmt)
+        return
+    if not to_species:
+        raise UserError("Sequence queries need at least one --to SPECIES.")
+    from orthovec.lookup.sequence import read_query_fasta
 
-            alignments = (
-                hit_alignments(atlas, from_species, str(hits[0].query_gene_id), [(h.species, h.gene_id) for h in hits])
-                if hits
-                else None
-            )
-            print_results([(gene, hits)], fmt, alignments)
-            return
-        if not to_species:
-            raise UserError("Sequence queries need at least one --to SPECIES.")
-        chosen = choose_model(store, model)
-        if sequence is not None:
-            labels, sequences = ["sequence"], [sequence]
-        else:
-            from orthovec.indexer.proteome import read_proteome  # loads fair-esm (and torch): FASTA queries only
-
-            proteins, _ = read_proteome(fasta, "query", unresolved="self")  # type: ignore[arg-type]
-            labels, sequences = (
-                proteins.column("protein_id").to_pylist(),
-                proteins.column("sequence").to_pylist(),
-            )
-        vectors = embedder_for_atlas(atlas, chosen, weights, device)(sequences)
-        results = homologs_of_vectors(store, chosen, vectors, list(to_species), k)
-    finally:
-        store.close()
-    print_results(list(zip(labels, results, strict=True)), fmt)
+    records = [("sequence", sequence)] if sequence is not None else read_query_fasta(fasta)  # type: ignore[arg-type]
+    answers = service.query_sequences(
+        atlas,
+        records,
+        to=list(to_species),
+        k=k,
+        evidence=evidence,  # type: ignore[arg-type]
+        model=model,
+        weights=weights,
+        device=device,
+        qdrant_url=qdrant_url,
+        qdrant_api_key=qdrant_api_key,
+    )
+    print_results([(label, answer) for (label, _), answer in zip(records, answers, strict=True)], fmt)
 
 
 @click.command("map")
@@ -478,7 +508,6 @@ def serve_command(
         api_key=api_key,
         cors_origins=cors_origins,
         request_timeout=request_timeout,
-        log=lambda line: click.echo(line, err=True),
     )
 
 

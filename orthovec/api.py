@@ -4,7 +4,7 @@
     ov.index_proteome("human.fasta.gz", "human", atlas="atlas", weights="esm2_t33_650M_UR50D.pt")
     ov.align_species("human", "mouse", atlas="atlas")
     ov.map_species(["human", "mouse"], atlas="atlas")
-    hits = ov.query("TP53", "human", to=["mouse"], atlas="atlas")
+    hits = ov.query("TP53", "human", to=["mouse"], atlas="atlas").hits
     mapping = ov.read_mapping("atlas", "human", "mouse")  # a pyarrow Table
 
 Each function takes plain values (paths as str or Path), states the files it writes, and raises
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from orthovec.indexer.pipeline import IndexResult
     from orthovec.integrate.run import IntegrateConfig
     from orthovec.lookup.homology.mapping import MappingParams, PairSummary
-    from orthovec.lookup.query import Hit
+    from orthovec.schemas.api import HomologsResponse
 
 PathLike = str | os.PathLike[str]
 
@@ -199,24 +199,56 @@ def query(
     *,
     to: Sequence[str] | None = None,
     k: int = 10,
+    evidence: Literal["auto", "embedding", "alignment", "fused"] = "auto",
     atlas: PathLike | Atlas | None = None,
     model: str | None = None,
     qdrant_url: str | None = None,
     qdrant_api_key: str | None = None,
-) -> list[Hit]:
+) -> HomologsResponse:
     """Homolog candidates of one gene (symbol or ID, any case) in each target species (default: all others).
 
-    Reads the atlas's store (read-only: works beside a running server). Each `Hit` has the score,
-    rank, margin to the next hit and the reciprocal-best-hit flag. Writes nothing.
-    """
-    from orthovec.lookup.query import homologs_of_gene
-    from orthovec.lookup.store import open_store
+    The same answer as `orthovec query` and `GET /homologs`: per target species the top `k`
+    candidates from the mapping table, the MMseqs2 alignments and the embedding neighbours, in
+    the evidence order of `orthovec map` (`evidence`; auto: the best the atlas holds). Each row
+    (`answer.hits`, `orthovec.schemas.api.Homolog`) says which evidence it has and whether `map`
+    calls it one-to-one; `answer.targets` says how each species was searched, with a note where
+    nothing clears the E-value floor. Reads the atlas (or asks the `orthovec serve` serving it);
+    writes nothing.
 
-    store = open_store(_atlas(atlas), qdrant_url, api_key=qdrant_api_key, read_only=True)
-    try:
-        return homologs_of_gene(store, gene, from_species, list(to) if to else None, k, model)
-    finally:
-        store.close()
+    Parameters
+    ----------
+    gene
+        A gene symbol or ID of `from_species`, any case.
+    from_species
+        The species the gene belongs to.
+    to
+        Target species (default: every other species of the atlas).
+    k
+        Candidates per target species.
+    evidence
+        Which evidence ranks the candidates: auto, embedding, alignment or fused.
+    atlas
+        The atlas directory (default: `$ORTHOVEC_ATLAS`, else `./orthovec-atlas`).
+    model
+        The model whose vectors to search, when the atlas holds several.
+    qdrant_url
+        A Qdrant server holding the atlas's vectors, instead of the embedded store.
+    qdrant_api_key
+        That server's API key.
+    """
+    from orthovec.lookup.homologs import query_atlas
+
+    return query_atlas(
+        _atlas(atlas),
+        gene,
+        from_species,
+        to=to,
+        k=k,
+        evidence=evidence,
+        model=model,
+        qdrant_url=qdrant_url,
+        qdrant_api_key=qdrant_api_key,
+    )
 
 
 def read_mapping(

@@ -8,12 +8,13 @@ built from the `orthovec.schemas.tables.MAPPING` table spec, so the API and the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from orthovec.schemas.atlas import NAME
+from orthovec.schemas.parameters import RULES
 from orthovec.schemas.tables import MAPPING
 
 #: Species and model names are path-safe names (they become directory and file names).
@@ -38,50 +39,124 @@ class ApiLimits:
     max_offset: int = 1 << 40
     #: Request bodies above this are refused (413) before being read; 32 x 5000 residues is ~170 kB.
     max_body_bytes: int = 1 << 20
+    #: Residues times target species one sequence request may search with MMseqs2 (422 above):
+    #: one MMseqs2 search takes the server's cores while it runs.
+    max_search_residues: int = 50_000
 
 
+def _no_lone_surrogates(text: str) -> str:
+    """JSON may spell a lone UTF-16 surrogate (`"\\ud800"`) that no text encoding can hold; refused
+    here as bad input (422) instead of failing when the answer is written (a 500)."""
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        raise ValueError("holds a lone UTF-16 surrogate, which is not text")
+    return text
+
+
+#: Every free-text request field: any characters but lone surrogates.
+Text = Annotated[str, AfterValidator(_no_lone_surrogates)]
+#: Species and model names (the pattern leaves no room for a surrogate).
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+#: The evidence that orders the homologs of one target species, as `orthovec map --evidence` chooses it.
+Evidence = Literal["auto", "embedding", "alignment", "fused"]
+EVIDENCE: tuple[Evidence, ...] = ("auto", "embedding", "alignment", "fused")
 
 
-class HitModel(BaseModel):
+def number_bounds(rule: str, *, high: float | None = None) -> dict[str, Any]:
+    """Keyword arguments of a pydantic `Field` or FastAPI `Query` for the shared rule `rule`
+    (`orthovec.schemas.parameters.RULES`), so HTTP refuses what the command line and the manifest
+    refuse and OpenAPI shows the bounds; `high` tightens the upper bound (a server's own limit)."""
+    number = RULES[rule]
+    bounds: dict[str, Any] = {"description": number.what}
+    if number.low is not None:
+        bounds["gt" if number.low_open else "ge"] = number.low
+    top = number.high if high is None else min(high, number.high if number.high is not None else high)
+    if top is not None:
+        bounds["le"] = top
+    if number.kind is float:
+        bounds["allow_inf_nan"] = number.allow_inf
+    return bounds
+
+
+class Homolog(BaseModel):
+    """One homolog candidate in one target species: the row every front end shows (`orthovec query`,
+    `GET /homologs`, `POST /homologs/sequence`, `ov.query`, the page), from `orthovec.lookup.homologs`.
+
+    Each source of evidence fills its own fields and leaves the others null: the mapping table
+    (`orthovec map`), the MMseqs2 alignment, the embedding neighbours.
+    """
+
     species: str
     gene_id: str
     gene_symbol: str | None
-    score: float = Field(description="cosine similarity of the gene vectors")
-    rank: int = Field(description="1 = best hit in this species")
-    is_rbh: bool = Field(description="reciprocal best hit: the target's best hit back is the query gene")
-    margin: float | None = Field(description="score minus the next hit's score (small = ambiguous call)")
-    identity: float | None = Field(
-        default=None, description="MMseqs2 identity (0-1) of query and hit, when `orthovec align` ran for the pair"
+    rank: int = Field(description="1 = best in this species by the evidence order (see the target's `evidence`)")
+    score: float | None = Field(
+        description="the evidence order's score: fused (1 + BSR when aligned, below 1 otherwise), BSR, or the "
+        "embedding cosine; null for a candidate that evidence has no score for (ranked after those it has)"
     )
-    coverage_query: float | None = Field(default=None, description="share of the query protein in that alignment")
-    coverage_target: float | None = Field(default=None, description="share of the hit's protein in that alignment")
+    margin: float | None = Field(description="score minus the next candidate's (small = an ambiguous call)")
+    evidence: str = Field(description="which sources saw this pair: 'alignment', 'embedding' or 'both'")
+    is_one2one: bool = Field(description="`orthovec map` calls this pair one-to-one (greedy, above the E-value floor)")
+    relation: str | None = Field(description="the pair's relation in the homology graph of `orthovec map`")
+    group_id: int | None = Field(description="the homology group of `orthovec map`")
+    is_rbh: bool = Field(description="reciprocal best hit under the evidence order: the hit's best back is the query")
+    is_paralog: bool = Field(description="the hit is in the query's own species")
+    bits: float | None = Field(description="MMseqs2 bit score of the best isoform pair")
+    bsr: float | None = Field(description="blast score ratio: bits / the larger self-score, in (0, 1]")
+    identity: float | None = Field(description="MMseqs2 identity (0-1) of query and hit")
+    coverage_query: float | None = Field(description="share of the query protein in that alignment")
+    coverage_target: float | None = Field(description="share of the hit's protein in that alignment")
+    evalue: float | None = Field(description="MMseqs2 E-value of that alignment")
+    embedding_score: float | None = Field(description="cosine similarity of the gene vectors")
+    embedding_rank: int | None = Field(description="rank among the query's nearest genes in this species")
+    embedding_evalue: float | None = Field(
+        description="expected chance hits scoring as well (from the mapping table; null where it has no row)"
+    )
+    fused_score: float | None = Field(description="the fused score of `orthovec map` on fused evidence")
+
+
+class TargetSpecies(BaseModel):
+    """How one target species was searched, and what that found."""
+
+    species: str
+    evidence: str = Field(description="the evidence order: 'fused', 'alignment' or 'embedding'")
+    model: str | None = Field(description="the embedding model, null when no gene vectors took part")
+    mapping: str | None = Field(description="the mapping table the candidates came from (file name), if any")
+    max_evalue: float = Field(description="the one-to-one E-value floor")
+    note: str | None = Field(
+        description="said when no candidate clears the floor, e.g. 'no homolog with E-value ≤ 0.01 in mouse'"
+    )
 
 
 class GeneModel(BaseModel):
-    species: str
+    """A gene; as a query, a sequence is a GeneModel with its name as `gene_id` and no species."""
+
+    species: str | None
     gene_id: str
     gene_symbol: str | None
 
 
 class HomologsResponse(BaseModel):
+    """The homologs of one query (a gene, or a sequence with `query.species` null)."""
+
     query: GeneModel
-    model: str
-    hits: list[HitModel] = Field(description="top k per target species, ordered by species then rank")
+    model: str | None = Field(description="the embedding model used, null when only alignments answered")
+    targets: list[TargetSpecies] = Field(description="one entry per target species, in the order of `hits`")
+    hits: list[Homolog] = Field(description="top k per target species, ordered by species then rank")
 
 
 class SequenceIn(BaseModel):
     """One query sequence (bounds per server: see `sequence_query_model`)."""
 
-    id: str = Field(min_length=1, max_length=200)
+    id: Text = Field(min_length=1, max_length=200)
     sequence: str = Field(min_length=1, pattern=SEQUENCE_PATTERN)
 
 
 class SequenceQuery(BaseModel):
     sequences: list[SequenceIn] = Field(min_length=1)
     to: list[Name] = Field(min_length=1, description="target species")
-    k: int = Field(default=10, ge=1)
-    model: Name | None = Field(default=None, description="default: the only model in the store")
+    k: int = Field(default=10, ge=1, description="hits per target species")
+    model: Name | None = Field(default=None, description="default: the model the target species are held under")
+    evidence: Evidence = Field(default="auto", description="auto: fused where both sources exist")
 
 
 def sequence_query_model(limits: ApiLimits) -> type[SequenceQuery]:
@@ -96,23 +171,24 @@ def sequence_query_model(limits: ApiLimits) -> type[SequenceQuery]:
         __base__=SequenceQuery,
         sequences=(list[sequence_in], Field(min_length=1, max_length=limits.max_sequences)),  # type: ignore[valid-type]
         to=(list[Name], Field(min_length=1, max_length=limits.max_targets, description="target species")),
-        k=(int, Field(default=10, ge=1, le=limits.max_k)),
+        k=(int, Field(default=10, **number_bounds("k", high=limits.max_k))),
     )
 
 
 class SequenceHits(BaseModel):
     id: str
-    hits: list[HitModel]
+    targets: list[TargetSpecies]
+    hits: list[Homolog]
 
 
 class SequenceResponse(BaseModel):
-    model: str
+    model: str | None = Field(description="the embedding model used, null when only MMseqs2 answered")
     results: list[SequenceHits] = Field(description="one entry per query sequence, in request order")
 
 
 class SpeciesCount(BaseModel):
     species: str
-    model: str
+    model: str | None = Field(description="the embedding model; null for a species indexed without embeddings")
     genes: int
 
 
@@ -153,7 +229,7 @@ MappingRow = _mapping_row_model()
 class MappingPage(BaseModel):
     species_a: str
     species_b: str
-    model: str
+    model: str = Field(description="the table's folder: an embedding model, or 'mmseqs2' for alignment-only tables")
     total: int = Field(description="rows matching the filters")
     offset: int
     limit: int
@@ -176,6 +252,10 @@ PROVENANCE_FIELDS = ("weights_sha256", "layer", "pooling", "precision", "long_se
 class MappingPair(BaseModel):
     species_a: str
     species_b: str
+    model: str | None = Field(
+        default=None, description="the `model` to pass to GET /mappings: the embedding model, or 'mmseqs2'"
+    )
+    evidence: str | None = Field(default=None, description="what `orthovec map` made it from")
 
 
 class ModelInfo(BaseModel):
@@ -192,5 +272,8 @@ class ModelInfo(BaseModel):
 class AtlasResponse(BaseModel):
     orthovec: str = Field(description="version of the server")
     store: str
-    sequence_queries: bool = Field(description="whether POST /homologs/sequence can embed (server has --weights)")
+    sequence_queries: bool = Field(description="whether POST /homologs/sequence answers (MMseqs2 or embedding)")
+    sequence_embedding: bool = Field(description="whether it also embeds sequences (the server has weights)")
     models: list[ModelInfo]
+    species: list[SpeciesCount] = Field(description="as GET /species (model null: a species without vectors)")
+    mappings: list[MappingPair] = Field(description="every mapping table of the atlas, embedding models and mmseqs2")

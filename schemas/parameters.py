@@ -68,6 +68,8 @@ RULES: dict[str, NumberRule] = {
         NumberRule("k", int, "hits per gene", low=1, high=1000),
         NumberRule("margin", float, "homology-graph margin, a share of each gene's score range", low=0, high=1),
         NumberRule("min_score", float, "homology-graph minimum score (fused scores reach 2)", low=0, high=2),
+        # Filters a mapping table's `score`: cosine, Pearson from -1; CSLS (2 cos - r_a - r_b) from -4; fused to 2.
+        NumberRule("table_score", float, "lowest mapping-table score to list", low=-4, high=4),
         NumberRule("max_evalue", float, "one-to-one E-value ceiling", low=0, allow_inf=True),
         NumberRule("csls_k", int, "neighbours for the CSLS metric", low=1, high=1000),
         NumberRule("sensitivity", float, "MMseqs2 prefilter sensitivity -s", low=1, high=7.5),

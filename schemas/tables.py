@@ -115,13 +115,19 @@ def write_table(table: pa.Table, path: Path, spec: TableSpec, provenance: Mappin
     return atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
-def read_table(path: Path, spec: TableSpec, columns: list[str] | None = None) -> pa.Table:
-    """Read and validate a table written by `write_table` (or a compatible one from elsewhere)."""
+def read_table(
+    path: Path, spec: TableSpec, columns: list[str] | None = None, where: tuple[str, str] | None = None
+) -> pa.Table:
+    """Read and validate a table written by `write_table` (or a compatible one from elsewhere).
+
+    `where` (column, value) reads only the rows holding that value, skipping row groups whose
+    statistics rule it out: one gene's rows of a million-row mapping table.
+    """
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"{path}: file not found (expected a {spec.tag} Parquet table).")
     try:
-        table = pq.read_table(path, columns=columns)
+        table = pq.read_table(path, columns=columns, filters=[(where[0], "==", where[1])] if where else None)
     except (pa.ArrowInvalid, OSError) as err:
         raise Invalid(f"{path}: not a readable Parquet file ({err}).") from err
     name, version = _schema_tag(path, table.schema.metadata or {})

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 from orthovec.lookup.serve.app import create_app
 from orthovec.lookup.store import GeneStore, open_store
-from orthovec.schemas.api import ApiLimits
+from orthovec.schemas.api import ApiLimits, Homolog
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, Unavailable
 from orthovec.schemas.tables import MAPPING, write_table
@@ -142,9 +142,12 @@ def test_homologs_of_a_gene_recover_the_ortholog_as_reciprocal_best_hit(client: 
     best = body["hits"][0]
     assert best["gene_id"] == "M3" and best["gene_symbol"] == "Gene3" and best["is_rbh"]
     assert best["margin"] == pytest.approx(best["score"] - body["hits"][1]["score"], abs=1e-5)
-    evidence = {"identity", "coverage_query", "coverage_target"}  # null: this atlas has no alignments
-    assert set(best) == {"species", "gene_id", "gene_symbol", "score", "rank", "is_rbh", "margin"} | evidence
-    assert all(best[key] is None for key in evidence)
+    assert set(best) == set(Homolog.model_fields)  # the service's row, as the CLI and ov.query show it
+    assert best["evidence"] == "embedding" and best["score"] == best["embedding_score"]
+    alignment = {"bits", "bsr", "identity", "coverage_query", "coverage_target", "evalue"}
+    assert all(best[key] is None for key in alignment)  # null: this atlas has no alignments
+    (target,) = body["targets"]
+    assert target["species"] == "mouse" and target["evidence"] == "embedding" and target["mapping"]
 
 
 def test_homologs_go_to_every_other_species_unless_to_repeats(client: TestClient) -> None:
@@ -265,7 +268,7 @@ def _body(sequences: list[str], to: list[str] | None = None, **extra: object) ->
             "Did you mean mouse",
         ),
         ("get", "/homologs", {"params": {"gene": "GENE1", "from": "human", "model": "esm9"}}, 404, "esm9"),
-        ("get", "/mappings/human/frog", {}, 404, "`orthovec map human frog --model esm2_t6_8M_UR50D`"),
+        ("get", "/mappings/human/frog", {}, 404, "`orthovec map human frog`"),
         ("get", "/mappings/mouse/human", {}, 404, "The reverse table exists: GET /mappings/human/mouse"),
         ("post", SEQUENCE, {"json": _body(["MKV"], ["yeast"])}, 404, "Unknown species 'yeast'"),
         # names several things: 400
@@ -316,15 +319,22 @@ def test_an_ambiguous_symbol_is_fine_by_gene_id(client: TestClient) -> None:
     assert response.status_code == 200 and response.json()["query"]["gene_symbol"] == "PAR"
 
 
-def test_several_models_need_a_model_parameter(tmp_path: Path) -> None:
+def test_a_species_held_under_one_model_uses_it_and_several_need_a_model_parameter(tmp_path: Path) -> None:
+    """Issue 21 item 6: a second model in the store does not make every query ambiguous."""
     store, atlas = _open(tmp_path, "memory")
-    store.upsert_genes("esm2_t12_35M_UR50D", gene_table("human", HUMAN[:3], ["H0", "H1", "H2"]))
+    store.upsert_genes("esm2_t12_35M_UR50D", gene_table("frog", FROG[:3], ["F0", "F1", "F2"]))
     client = TestClient(create_app(store, atlas))
-    unchosen = client.get("/homologs", params={"gene": "GENE1", "from": "human"})
-    chosen = client.get("/homologs", params={"gene": "GENE1", "from": "human", "model": MODEL})
+    one = client.get("/homologs", params={"gene": "GENE1", "from": "human", "to": "mouse"})
+    store.upsert_genes("esm2_t12_35M_UR50D", gene_table("human", HUMAN[:3], ["H0", "H1", "H2"]))
+    store.upsert_genes("esm2_t12_35M_UR50D", gene_table("mouse", MOUSE[:3], ["M0", "M1", "M2"]))
+    client = TestClient(create_app(store, atlas))
+    unchosen = client.get("/homologs", params={"gene": "GENE1", "from": "human", "to": "mouse"})
+    chosen = client.get("/homologs", params={"gene": "GENE1", "from": "human", "to": "mouse", "model": MODEL})
     store.close()
-    assert unchosen.status_code == 400 and "choose one with `model=`" in unchosen.json()["detail"]
-    assert chosen.status_code == 200
+    assert one.status_code == 200 and one.json()["model"] == MODEL
+    assert unchosen.status_code == 400, unchosen.text
+    assert unchosen.json()["detail"].startswith("model: human is held under several models; choose one.")
+    assert chosen.status_code == 200 and chosen.json()["hits"][0]["gene_id"] == "M1"
 
 
 def test_configured_limits_are_enforced_and_published(served: tuple[FastAPI, GeneStore, Atlas]) -> None:
@@ -342,12 +352,13 @@ def test_configured_limits_are_enforced_and_published(served: tuple[FastAPI, Gen
     assert body["sequences"]["maxItems"] == 2 and body["k"]["maximum"] == 5
 
 
-def test_sequences_without_weights_are_a_503_that_says_how_to_fix_it(
+def test_a_server_with_nothing_to_answer_sequences_with_says_so_in_a_503(
     served: tuple[FastAPI, GeneStore, Atlas],
 ) -> None:
+    """No weights, and no proteomes in the atlas to search (this store was loaded without an index)."""
     _, store, atlas = served
     response = TestClient(create_app(store, atlas)).post(SEQUENCE, json=_body(["MKV"]))
-    assert response.status_code == 503 and "--weights" in response.json()["detail"]
+    assert response.status_code == 503 and "neither the atlas's proteomes" in response.json()["detail"]
 
 
 def test_weights_that_fail_to_load_are_a_503(served: tuple[FastAPI, GeneStore, Atlas]) -> None:
@@ -486,9 +497,10 @@ def test_eight_parallel_clients_get_the_same_answers_as_serial_queries(
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert server.started, "uvicorn did not start listening (see its log above)"
     base = f"http://127.0.0.1:{port}"
     requests = [("homologs", f"GENE{i % N_GENES}") for i in range(240)] + [("mappings", str(i % 30)) for i in range(60)]
 

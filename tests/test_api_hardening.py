@@ -7,6 +7,7 @@ its script from a CDN.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -14,8 +15,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import h11
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -131,8 +134,8 @@ def test_non_finite_numbers_in_a_body_are_a_422_that_names_the_field(client: Tes
 
 
 #: The request deadline of the live server below (the CLI's default is 30 s); long enough that a
-#: loaded machine does not make a prompt client look slow.
-DEADLINE = 2.0
+#: loaded machine does not make a prompt client look slow (the slow test leaves it 1.2 s to spare).
+DEADLINE = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -147,23 +150,23 @@ def live_server(served: tuple[GeneStore, Atlas]) -> Iterator[int]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert server.started, "uvicorn did not start listening (see its log above)"
     yield port
     server.should_exit = True
     thread.join(timeout=10)
 
 
-def _answer_to(port: int, partial_request: bytes) -> tuple[bytes, float]:
-    """Send part of a request, then wait: what the server sends back before closing, and when."""
-    started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+def _answer_to(port: int, partial_request: bytes) -> bytes:
+    """Send part of a request, then wait: what the server sends back before closing."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.sendall(partial_request)
         received = b""
         while chunk := sock.recv(4096):  # a server without a deadline never closes: socket.timeout
             received += chunk
-    return received, time.monotonic() - started
+    return received
 
 
 PARTIAL_REQUESTS = {
@@ -179,21 +182,39 @@ def test_requests_not_received_within_the_deadline_get_408_and_are_closed(live_s
     with ThreadPoolExecutor(len(PARTIAL_REQUESTS)) as pool:
         replies = pool.map(partial(_answer_to, live_server), PARTIAL_REQUESTS.values())
         answers = dict(zip(PARTIAL_REQUESTS, replies, strict=True))
-    for kind, (answer, seconds) in answers.items():
-        assert answer.startswith(b"HTTP/1.1 408 ") and b"not received within 2 s" in answer, kind
-        assert DEADLINE - 0.1 < seconds < 15, (kind, seconds)
+    for kind, answer in answers.items():
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"not received within 3 s" in answer, kind
+
+
+def _read_response(sock: socket.socket, client: h11.Connection) -> int:
+    """The status of the next whole response on a kept-alive connection, however the bytes arrive
+    (one `recv` may hold part of a response, or the end of one and the start of the next)."""
+    status = None
+    while True:
+        event = client.next_event()
+        if event is h11.NEED_DATA:
+            client.receive_data(sock.recv(65536))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.EndOfMessage):
+            assert status is not None
+            return status
+        elif isinstance(event, h11.ConnectionClosed):
+            raise AssertionError("the server closed the connection before answering")
 
 
 def test_slow_but_whole_requests_on_a_kept_alive_connection_are_answered(live_server: int) -> None:
     """Each request gets a deadline of its own: two requests that each take 60% of it, on one
-    connection, are both answered."""
-    with socket.create_connection(("127.0.0.1", live_server), timeout=20) as sock:
+    connection, are both answered (one deadline for the connection would have cut the second)."""
+    client = h11.Connection(h11.CLIENT)
+    with socket.create_connection(("127.0.0.1", live_server), timeout=60) as sock:
         for _ in range(2):
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            head = client.send(h11.Request(method="GET", target="/health", headers=[("Host", "x")]))
+            sock.sendall(head[:-2])  # all but the blank line that ends the request
             time.sleep(0.6 * DEADLINE)
-            sock.sendall(b"\r\n")
-            head = sock.recv(65536)
-            assert head.startswith(b"HTTP/1.1 200 "), head
+            sock.sendall(head[-2:] + client.send(h11.EndOfMessage()))
+            assert _read_response(sock, client) == 200
+            client.start_next_cycle()
 
 
 # --- issue 15 and issue 11 item 19: pages that work offline ---------------------------------------
@@ -281,7 +302,9 @@ def test_the_atlas_endpoint_gives_provenance_species_and_mapping_tables(
     assert info["sequence_queries"] is True and model["model"] == MODEL
     assert model["weights_sha256"] == "ab" * 32 and model["layer"] == 6 and model["pooling"] == "mean"
     assert {s["species"]: s["genes"] for s in model["species"]} == {"human": 42, "mouse": 40, "frog": 40}
-    assert model["mappings"] == [{"species_a": "human", "species_b": "mouse"}]
+    table = {"species_a": "human", "species_b": "mouse", "model": MODEL, "evidence": "embedding"}
+    assert model["mappings"] == [table] and info["mappings"] == [table]
+    assert {(s["species"], s["model"]) for s in info["species"]} == {(s, MODEL) for s in ("human", "mouse", "frog")}
 
 
 def test_the_page_is_served_at_the_root(client: TestClient) -> None:
@@ -335,3 +358,87 @@ def test_hits_carry_alignment_identity_and_coverage_in_either_direction(
     back = client.get("/homologs", params={"gene": "Gene1", "from": "mouse", "to": "human", "k": 1}).json()["hits"][0]
     assert back["gene_id"] == "H1"
     assert (back["identity"], back["coverage_query"], back["coverage_target"]) == pytest.approx((0.9, 0.7, 0.8))
+
+
+# --- issue 19 items 8, 18, 19 ---------------------------------------------------------------------
+
+
+#: A request body with one field to fill; JSON's `"\ud800"` is a lone UTF-16 surrogate: valid JSON, not text.
+SURROGATE_BODIES = {
+    "id": '{"sequences": [{"id": @, "sequence": "MKV"}], "to": ["mouse"]}',
+    "sequence": '{"sequences": [{"id": "q", "sequence": @}], "to": ["mouse"]}',
+    "to": '{"sequences": [{"id": "q", "sequence": "MKV"}], "to": [@]}',
+    "model": '{"sequences": [{"id": "q", "sequence": "MKV"}], "to": ["mouse"], "model": @}',
+    "k": '{"sequences": [{"id": "q", "sequence": "MKV"}], "to": ["mouse"], "k": @}',
+    "evidence": '{"sequences": [{"id": "q", "sequence": "MKV"}], "to": ["mouse"], "evidence": @}',
+}
+
+
+@pytest.mark.parametrize(
+    "body", [b.replace("@", '"\\ud800"') for b in SURROGATE_BODIES.values()], ids=list(SURROGATE_BODIES)
+)
+def test_a_lone_surrogate_in_any_json_string_field_is_a_422(client: TestClient, body: str) -> None:
+    response = client.post("/homologs/sequence", content=body.encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "\\\\ud800" in response.text  # echoed back escaped, as the field's input
+
+
+def test_a_lone_surrogate_in_a_query_string_is_not_a_500(client: TestClient) -> None:
+    response = client.get("/homologs?gene=%ED%A0%80&from=human")
+    assert response.status_code in (404, 422), response.text
+
+
+def test_the_mapping_filter_takes_the_whole_score_range_of_a_table(client: TestClient) -> None:
+    """Fused scores reach 2 (1 + BSR), CSLS scores go below -1: the filter is checked by one rule."""
+    assert client.get("/mappings/human/mouse", params={"min_score": 1.5}).json()["total"] == 0
+    assert client.get("/mappings/human/mouse", params={"min_score": -3}).json()["total"] == 29  # one score is null
+    for refused in ("5", "nan", "inf"):
+        response = client.get("/mappings/human/mouse", params={"min_score": refused})
+        assert response.status_code == 422 and "min_score" in response.text, refused
+
+
+def test_server_paths_are_shown_only_to_clients_with_the_key(served: tuple[GeneStore, Atlas]) -> None:
+    store, atlas = served
+    root = str(atlas.root)
+    open_server = TestClient(create_app(store, atlas))
+    keyed = TestClient(create_app(store, atlas, api_key="s3cret"))
+    for client, key in ((open_server, {}), (keyed, {})):
+        assert root not in client.get("/health", headers=key).text
+    assert root not in open_server.get("/homologs", params={"gene": "GENE1", "from": "yeast"}).text
+    assert root not in open_server.get("/atlas").text
+    with_key = {"X-API-Key": "s3cret"}
+    assert root in keyed.get("/health", headers=with_key).json()["store"]
+    unknown = keyed.get("/homologs", params={"gene": "GENE1", "from": "yeast"}, headers=with_key)
+    assert unknown.status_code == 404 and root in unknown.json()["detail"]
+
+
+def test_a_damaged_table_on_the_server_is_a_500_with_a_log_line_not_the_clients_fault(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    atlas = Atlas(tmp_path / "atlas")
+    store = open_store(atlas)
+    _populate(store)
+    path = atlas.mapping(MODEL, "human", "mouse")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PAR1 this is not a Parquet file PAR1")
+    try:
+        client = TestClient(create_app(store, atlas), raise_server_exceptions=False)
+        with caplog.at_level("ERROR", logger="orthovec"):
+            page = client.get("/mappings/human/mouse")
+            query = client.get("/homologs", params={"gene": "GENE1", "from": "human", "to": "mouse"})
+    finally:
+        store.close()
+    for response in (page, query):
+        assert response.status_code == 500, response.text
+        assert "cannot be read" in response.json()["detail"] and str(path) not in response.text
+    assert any(str(path) in record.getMessage() for record in caplog.records)
+
+
+def test_the_pages_run_only_script_files(client: TestClient) -> None:
+    """No inline script anywhere, so the policy allows scripts from this server's files only."""
+    policy = client.get("/").headers["content-security-policy"]
+    script = next(part for part in policy.split(";") if part.strip().startswith("script-src"))
+    assert script.split() == ["script-src", "'self'"]
+    for path in ("/", "/docs", "/redoc"):
+        scripts = re.findall(r"<script([^>]*)>(.*?)</script>", client.get(path).text, re.S)
+        assert scripts and all("src=" in attributes and not body.strip() for attributes, body in scripts), path

@@ -19,11 +19,13 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from orthovec.lookup.serve import server as serve
+from orthovec.lookup import sequence as lookup_sequence
 from orthovec.lookup.serve.app import create_app
 from orthovec.lookup.store import open_store
+from orthovec.lookup.store.load import load_atlas
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Unavailable, UserError
+from orthovec.schemas.tables import GENES, write_table
 from tests.genes import gene_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,12 +42,17 @@ def _free_port() -> int:
 
 @pytest.fixture
 def atlas(tmp_path: Path) -> Path:
+    """Gene tables loaded into the embedded store through the real load path (what `index` does)."""
     root = tmp_path / "atlas"
-    store = open_store(Atlas(root))
     vectors = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
-    store.upsert_genes(MODEL, gene_table("human", vectors, [f"H{i}" for i in range(10)]))
-    store.upsert_genes(MODEL, gene_table("mouse", vectors, [f"M{i}" for i in range(10)]))
-    store.close()
+    for species in ("human", "mouse"):
+        genes = gene_table(species, vectors, [f"{species[0].upper()}{i}" for i in range(10)])
+        write_table(genes, Atlas(root).genes(species, MODEL), GENES, {"model": MODEL})
+    store = open_store(Atlas(root))
+    try:
+        load_atlas(Atlas(root), store)
+    finally:
+        store.close()
     return root
 
 
@@ -79,20 +86,42 @@ def test_serve_answers_and_the_cli_still_queries_the_atlas_it_serves(atlas: Path
 
         query = [sys.executable, "-m", "orthovec.cli", "query", "H3", "--from", "human", "--to", "mouse"]
         beside = subprocess.run([*query, "--atlas", str(atlas), "--format", "json"], capture_output=True, text=True)
-        assert beside.returncode == 0 and json.loads(beside.stdout)[0]["gene_id"] == "M3"  # reads beside a server
+        # Without the key the server is passed over and the atlas read in place, with the same rows.
+        assert beside.returncode == 0 and "Answered by the orthovec server" not in beside.stderr
+        assert [row["gene_id"] for row in json.loads(beside.stdout)] == [hit["gene_id"] for hit in hits]
         with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:  # connects, sends nothing
             assert silent.recv(4096).startswith(b"HTTP/1.1 408 ")
         busy = _serve("--atlas", str(atlas), "--port", str(port))
-        assert busy.returncode == 2 and "choose another --port" in busy.stderr
+        assert busy.returncode == 2 and f"--port {port}: Cannot listen" in busy.stderr and "another port" in busy.stderr
     finally:
         server.terminate()
         server.wait(timeout=20)
     assert server.returncode is not None
 
 
+def test_a_gene_query_beside_a_server_is_answered_by_it_with_the_same_rows(atlas: Path) -> None:
+    """The server owns the embedded store while it runs; `orthovec query` asks it (GET /homologs)."""
+    query = [sys.executable, "-m", "orthovec.cli", "query", "H3", "--from", "human", "--to", "mouse"]
+    query += ["--atlas", str(atlas), "--format", "json"]
+    alone = subprocess.run(query, capture_output=True, text=True)
+    port = _free_port()
+    server = subprocess.Popen([*SERVE, "--atlas", str(atlas), "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_health(server, port)
+        asked = subprocess.run(query, capture_output=True, text=True)
+        unknown = subprocess.run([*query[:4], "NOPE", *query[5:]], capture_output=True, text=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert alone.returncode == 0 and "Answered by the orthovec server" not in alone.stderr
+    assert asked.returncode == 0 and f"Answered by the orthovec server at http://127.0.0.1:{port}" in asked.stderr
+    assert json.loads(asked.stdout) == json.loads(alone.stdout)
+    assert unknown.returncode == 2 and "No gene 'NOPE' in human" in unknown.stderr  # the server's error, as the CLI's
+
+
 def test_serve_refuses_an_empty_atlas_and_an_unset_key_variable(tmp_path: Path, atlas: Path) -> None:
     empty = _serve("--atlas", str(tmp_path / "nothing"), "--port", str(_free_port()))
-    assert empty.returncode == 2 and "holds no gene vectors" in empty.stderr and "orthovec index" in empty.stderr
+    assert empty.returncode == 2 and "holds no species" in empty.stderr and "orthovec index" in empty.stderr
     env_name = "ORTHOVEC_TEST_UNSET_KEY"
     assert env_name not in os.environ
     unset = _serve("--atlas", str(atlas), "--api-key-env", env_name)
@@ -113,7 +142,7 @@ def test_sequence_queries_embed_with_the_atlas_weights(demo_atlas: Path, tiny_we
     atlas = Atlas(demo_atlas)
     store = open_store(atlas)
     try:
-        embedder = serve.lazy_sequence_embedder(atlas, tiny_weights, "cpu")
+        embedder = lookup_sequence.lazy_embedder(atlas, tiny_weights, "cpu")
         client = TestClient(create_app(store, atlas, sequence_embedder=embedder))
         body = {"sequences": [{"id": "frog", "sequence": sequence}], "to": ["xenopus_tropicalis"], "k": 3}
         response = client.post("/homologs/sequence", json=body)
@@ -132,7 +161,7 @@ def test_weights_other_than_the_atlas_answer_503(demo_atlas: Path, tmp_path: Pat
     store = open_store(atlas)
     try:
         client = TestClient(
-            create_app(store, atlas, sequence_embedder=serve.lazy_sequence_embedder(atlas, other, "cpu"))
+            create_app(store, atlas, sequence_embedder=lookup_sequence.lazy_embedder(atlas, other, "cpu"))
         )
         body = {"sequences": [{"id": "q", "sequence": "MKV"}], "to": ["human"]}
         response = client.post("/homologs/sequence", json=body)
@@ -151,8 +180,8 @@ def test_the_embedder_loads_once_under_concurrent_first_requests(
         time.sleep(0.1)
         return lambda sequences: np.zeros((len(sequences), 4), dtype=np.float32)
 
-    monkeypatch.setattr(serve, "embedder_for_atlas", slow_loader)
-    embed = serve.lazy_sequence_embedder(Atlas(tmp_path), tmp_path / "w.pt", "cpu")
+    monkeypatch.setattr(lookup_sequence, "embedder_for_atlas", slow_loader)
+    embed = lookup_sequence.lazy_embedder(Atlas(tmp_path), tmp_path / "w.pt", "cpu")
     with ThreadPoolExecutor(max_workers=4) as pool:
         shapes = list(pool.map(lambda n: embed(["MKV"] * n, MODEL).shape, [1, 2, 3, 4]))
     assert loads == [MODEL] and shapes == [(1, 4), (2, 4), (3, 4), (4, 4)]
@@ -160,9 +189,9 @@ def test_the_embedder_loads_once_under_concurrent_first_requests(
     def broken_loader(atlas: Atlas, model: str, weights: Path, device: str):  # type: ignore[no-untyped-def]
         raise UserError("cannot read w.pt")
 
-    monkeypatch.setattr(serve, "embedder_for_atlas", broken_loader)
+    monkeypatch.setattr(lookup_sequence, "embedder_for_atlas", broken_loader)
     with pytest.raises(Unavailable, match="cannot read w"):
-        serve.lazy_sequence_embedder(Atlas(tmp_path), tmp_path / "w.pt", "cpu")(["MKV"], MODEL)
+        lookup_sequence.lazy_embedder(Atlas(tmp_path), tmp_path / "w.pt", "cpu")(["MKV"], MODEL)
 
 
 # --- docker-compose.yml -----------------------------------------------------------------------

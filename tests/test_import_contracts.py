@@ -65,14 +65,7 @@ def _within(name: str, packages: tuple[str, ...]) -> bool:
 
 #: Crossings that exist today and are being taken out (issue 21); each entry names what replaces
 #: it. The list may only shrink: an entry that no longer crosses fails `test_known_crossings_still_exist`.
-KNOWN_CROSSINGS = {
-    # query --fasta reads query sequences through the indexer's proteome reader
-    "orthovec.lookup.cli imports orthovec.indexer.proteome",
-    "orthovec.lookup.cli imports orthovec.indexer.proteome.read_proteome",
-    # exports orient alignment tables through lookup's reader instead of the ALIGNMENT contract
-    "orthovec.integrate.export imports orthovec.lookup.homology.align",
-    "orthovec.integrate.export imports orthovec.lookup.homology.align.read_alignment",
-}
+KNOWN_CROSSINGS: set[str] = set()
 
 
 def _crossings(importers: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:

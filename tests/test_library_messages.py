@@ -26,10 +26,7 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     "lookup/homology/evaluate.py": {"cli flag in a message"},
     "lookup/homology/imported.py": {"cli flag in a message"},
     "lookup/homology/mapping.py": {"cli flag in a message"},
-    "lookup/serve/app.py": {"cli flag in a message"},
-    "lookup/serve/server.py": {"cli flag in a message", "log callable", "print"},
     "integrate/features.py": {"cli flag in a message"},
-    "schemas/api.py": {"cli flag in a message"},
 }
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")

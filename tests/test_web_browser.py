@@ -26,9 +26,6 @@ import pytest
 from click.testing import CliRunner
 
 from orthovec.cli import main
-from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.tables import ALIGNMENT, write_table
-from tests.test_api_hardening import alignment_table
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -203,22 +200,25 @@ def test_a_rows_link_asks_for_that_genes_homologs_in_the_other_direction(server:
     assert Select(browser.find_element(By.ID, "from-species")).first_selected_option.get_attribute("value") == FROG
 
 
-def test_alignment_identity_and_coverage_show_when_the_atlas_has_them(
-    server: Server, browser: WebDriver, demo_atlas: Path
-) -> None:
-    """`orthovec align` output for EEF1B2 (human gene 1933) and eef1b2 (frog 448658), written while the server runs."""
-    path = Atlas(demo_atlas).alignment("human", FROG)
-    write_table(alignment_table("human", FROG, [("1933", "448658", 0.83, 0.97, 0.95)]), path, ALIGNMENT, {})
-    try:
-        _open(browser, server.url)
-        _look_up(browser, "EEF1B2", "human", FROG)
-        _wait(browser, lambda d: _rows(d))
-        first = _rows(browser)[0]
-        identity, query, hit = (_column(browser, c) for c in ("Identity", "Query coverage", "Hit coverage"))
-        assert (first[identity], first[query], first[hit]) == ("0.8300", "0.9700", "0.9500")
-        assert all(row[identity] == "" for row in _rows(browser)[1:])  # pairs MMseqs2 did not align
-    finally:
-        path.unlink()
+def test_the_first_hit_is_the_aligned_one_to_one_partner_with_its_evidence(server: Server, browser: WebDriver) -> None:
+    """The demo atlas is aligned and mapped: EEF1B2's first hit is the partner `map` calls one-to-one,
+    with the alignment's identity, coverages and E-value, as GET /homologs gives them."""
+    _open(browser, server.url)
+    _look_up(browser, "EEF1B2", "human", FROG)
+    _wait(browser, lambda d: _rows(d))
+    expected = _api(server, "homologs", gene="EEF1B2", **{"from": "human", "to": FROG, "k": 5})
+    best = expected["hits"][0]
+    assert best["is_one2one"] and best["evidence"] == "both" and best["evalue"] < 1e-30
+    first = _rows(browser)[0]
+    shown = {name: first[_column(browser, name)] for name in ("Symbol", "One-to-one", "Evidence", "Identity")}
+    assert shown == {"Symbol": "eef1b2", "One-to-one": "yes", "Evidence": "both", "Identity": f"{best['identity']:.4f}"}
+    coverages = (first[_column(browser, "Query coverage")], first[_column(browser, "Hit coverage")])
+    assert coverages == (f"{best['coverage_query']:.4f}", f"{best['coverage_target']:.4f}")
+    assert first[_column(browser, "E-value")] == f"{best['evalue']:.1e}".replace("e-0", "e-")
+    targets = browser.find_element(By.CSS_SELECTOR, "#results ul.targets").text
+    assert f"{FROG}: fused evidence, mapping table human__{FROG}.parquet" in targets
+    aligned = [row for row in _rows(browser)[1:] if row[_column(browser, "Identity")]]
+    assert all(row[_column(browser, "One-to-one")] == "no" for row in aligned)
 
 
 def test_an_unknown_gene_shows_the_clis_message(server: Server, browser: WebDriver) -> None:

@@ -4,51 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import h11
-import numpy as np
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from orthovec.lookup.sequence import embedder_for_atlas
-from orthovec.lookup.serve.app import SequenceEmbedder, create_app
-from orthovec.lookup.store import GeneStore, ServerStore, describe, open_store
+from orthovec.core.logs import get_logger
+from orthovec.lookup.homologs import mmseqs_search
+from orthovec.lookup.sequence import lazy_embedder
+from orthovec.lookup.serve.app import create_app
+from orthovec.lookup.store import GeneStore, ServerStore, describe, open_store, serving
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import Unavailable, UserError
+from orthovec.schemas.errors import NotFound, Unavailable
+
+logger = get_logger("lookup.serve")
 
 #: Seconds a client has to send one whole request (line, headers and body) before it gets 408.
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
-def lazy_sequence_embedder(atlas: Atlas, weights: Path, device: str) -> SequenceEmbedder:
-    """One embedder per model, built on first use (loading ESM-2 takes seconds to minutes).
-
-    A residue problem in a request stays the caller's error (4xx); weights that cannot serve this
-    atlas (wrong checkpoint, unreadable file) are the server's problem: `Unavailable`, 503 on every call.
-    """
-    built: dict[str, Any] = {}
-    build_lock = threading.Lock()
-
-    def embed(sequences: list[str], model: str) -> np.ndarray:
-        with build_lock:  # two first requests must not load the model twice
-            if model not in built:
-                try:
-                    built[model] = embedder_for_atlas(atlas, model, weights, device)
-                except UserError as error:
-                    raise Unavailable(f"Cannot embed sequences with {weights}: {error}") from error
-        embedded: np.ndarray = built[model](sequences)
-        return embedded
-
-    return embed
-
-
-def open_for_serving(atlas: Atlas, qdrant_url: str | None, qdrant_api_key: str | None) -> GeneStore:
-    """Open the store as a reader and check every model now, so a busy, mixed or empty store fails before listening."""
+def open_for_serving(atlas: Atlas, qdrant_url: str | None, qdrant_api_key: str | None) -> GeneStore | None:
+    """Open the store as a reader and check every model now, so a busy, mixed or empty store fails
+    before listening; None for an atlas indexed without embeddings (its tables answer alone)."""
     from orthovec.lookup.store.load import check_store_space
 
+    indexed = [name for name in atlas.species_names() if atlas.proteins(name).is_file()]
+    embedded = atlas.root / "qdrant"
+    if not qdrant_url and indexed and not (embedded.is_dir() and any(p.is_dir() for p in embedded.iterdir())):
+        return None
     store = open_store(atlas, qdrant_url, api_key=qdrant_api_key, read_only=True)
     try:
         models = store.models()
@@ -57,12 +41,13 @@ def open_for_serving(atlas: Atlas, qdrant_url: str | None, qdrant_api_key: str |
     except BaseException:
         store.close()
         raise
-    if not models and not isinstance(store, ServerStore):
+    if not models and not indexed and not isinstance(store, ServerStore):
         # No writer may change the embedded store while we hold it, so it would stay empty.
         store.close()
-        raise UserError(
-            f"The atlas {atlas.root} holds no gene vectors. Index proteomes first (`orthovec index "
-            f"FASTA --species NAME --atlas {atlas.root}`), then serve; or pass --qdrant-url."
+        raise NotFound(
+            f"The atlas {atlas.root} holds no species. Index proteomes into it first (`orthovec index`), "
+            "then serve; or serve the vectors of a Qdrant server.",
+            param="atlas",
         )
     return store
 
@@ -73,7 +58,9 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise Unavailable(f"Cannot listen on {host}:{port} ({error.strerror}); choose another --port.") from error
+            raise Unavailable(
+                f"Cannot listen on {host}:{port} ({error.strerror}); choose another port.", param="port", value=port
+            ) from error
 
 
 class RequestDeadlineProtocol(H11Protocol):
@@ -139,7 +126,6 @@ def run_server(
     api_key: str | None = None,
     cors_origins: Sequence[str] = (),
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    log: Callable[[str], None] = print,
 ) -> None:
     """Check the port and the store, then answer HTTP requests until interrupted (closing the store after)."""
     import uvicorn
@@ -147,13 +133,23 @@ def run_server(
     _check_port_free(host, port)
     store = open_for_serving(atlas, qdrant_url, qdrant_api_key)
     try:
-        embedder = lazy_sequence_embedder(atlas, weights, device) if weights else None
-        app = create_app(store, atlas, sequence_embedder=embedder, api_key=api_key, cors_origins=list(cors_origins))
-        sequences = "on" if embedder else "off (no --weights)"
-        log(
-            f"orthovec API on http://{host}:{port} ({describe(store)}); lookup page at /, docs at /docs; "
+        embedder = lazy_embedder(atlas, weights, device) if weights else None
+        app = create_app(
+            store,
+            atlas,
+            sequence_embedder=embedder,
+            sequence_search=mmseqs_search(atlas),
+            api_key=api_key,
+            cors_origins=list(cors_origins),
+        )
+        sequences = "embedded and searched" if embedder else "searched with MMseqs2 (no weights to embed with)"
+        logger.info(
+            f"orthovec API on http://{host}:{port} ({describe(store) if store else 'alignments only'}); "
+            "lookup page at /, docs at /docs; "
             f"sequence queries {sequences}"
         )
-        uvicorn.run(app, host=host, port=port, log_level="warning", http=deadline_protocol(request_timeout))
+        with serving(atlas, host, port):  # readers beside this server find it while it runs
+            uvicorn.run(app, host=host, port=port, log_level="warning", http=deadline_protocol(request_timeout))
     finally:
-        store.close()
+        if store is not None:
+            store.close()

@@ -6,13 +6,19 @@
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORE = "orthovec-api-key";
-// Columns every hit has; anything else a hit carries (e.g. alignment identity/coverage) is shown
-// after them when at least one hit has a value for it.
-const HIT_COLUMNS = ["species", "gene_id", "gene_symbol", "score", "rank", "is_rbh", "margin"];
+// The columns of a homolog table: where it is, how `orthovec map` calls it, and each source's evidence
+// (the API's Homolog rows; the downloads carry every field). Evidence columns no hit has a value for
+// are left out (an atlas without alignments shows no identity column).
+const HIT_COLUMNS = [
+  "species", "rank", "gene_symbol", "gene_id", "score", "evidence", "is_one2one", "relation", "is_rbh",
+  "identity", "coverage_query", "coverage_target", "evalue", "embedding_score",
+];
+const ALWAYS = ["species", "rank", "gene_symbol", "gene_id", "score", "evidence", "is_one2one", "is_rbh"];
 const HIT_LABELS = {
   species: "Species", gene_id: "Gene ID", gene_symbol: "Symbol", score: "Score", rank: "Rank",
-  is_rbh: "Reciprocal best hit", margin: "Margin",
-  identity: "Identity", coverage_query: "Query coverage", coverage_target: "Hit coverage",
+  evidence: "Evidence", is_one2one: "One-to-one", relation: "Relation", is_rbh: "Reciprocal best hit",
+  identity: "Identity", coverage_query: "Query coverage", coverage_target: "Hit coverage", evalue: "E-value",
+  embedding_score: "Cosine",
 };
 const MAPPING_FIRST = ["gene_symbol_a", "gene_id_a", "gene_symbol_b", "gene_id_b", "score", "relation"];
 
@@ -56,8 +62,16 @@ async function api(path, params, init) {
   return body;
 }
 
-function currentModel() {
-  return atlas.models.find((m) => m.model === $("model").value) || atlas.models[0];
+// The model the user chose, or null: the server then uses the one each species is held under.
+function chosenModel() {
+  return $("model-field").hidden ? null : $("model").value || null;
+}
+
+// Every species of the atlas once, with its gene count (species indexed without embeddings too).
+function allSpecies() {
+  const seen = new Map();
+  for (const s of atlas.species) if (!seen.has(s.species)) seen.set(s.species, s.genes);
+  return [...seen].map(([species, genes]) => ({ species, genes }));
 }
 
 function option(select, value, label) {
@@ -68,31 +82,34 @@ function option(select, value, label) {
 }
 
 function fillSpecies() {
-  const model = currentModel();
   const from = $("from-species");
   const to = $("to-species");
   const keepFrom = from.value;
   from.replaceChildren();
   to.replaceChildren();
   option(to, "", "all other species");
-  for (const s of model.species) {
+  for (const s of allSpecies()) {
     option(from, s.species, `${s.species} (${s.genes.toLocaleString()} genes)`);
     option(to, s.species);
   }
   if (keepFrom) from.value = keepFrom;
   const pairs = $("mapping-pair");
   pairs.replaceChildren();
-  for (const m of model.mappings) option(pairs, `${m.species_a}/${m.species_b}`, `${m.species_a} → ${m.species_b}`);
-  $("no-mappings").hidden = model.mappings.length > 0;
-  $("mapping-form").hidden = model.mappings.length === 0;
+  for (const m of atlas.mappings) {
+    const label = `${m.species_a} → ${m.species_b} (${m.evidence || "?"} evidence, ${m.model})`;
+    option(pairs, `${m.model}/${m.species_a}/${m.species_b}`, label);
+  }
+  $("no-mappings").hidden = atlas.mappings.length > 0;
+  $("mapping-form").hidden = atlas.mappings.length === 0;
 }
 
 function renderProvenance() {
   const footer = $("provenance");
   footer.replaceChildren();
   const intro = document.createElement("p");
-  intro.textContent = `orthovec ${atlas.orthovec} · store: ${atlas.store} · sequence queries ${
-    atlas.sequence_queries ? "on" : "off (server started without --weights)"}`;
+  const sequences = !atlas.sequence_queries ? "off" :
+    atlas.sequence_embedding ? "MMseqs2 search and embedding" : "MMseqs2 search (no weights to embed with)";
+  intro.textContent = `orthovec ${atlas.orthovec} · store: ${atlas.store} · sequence queries: ${sequences}`;
   footer.append(intro);
   for (const m of atlas.models) {
     const line = document.createElement("p");
@@ -109,6 +126,13 @@ function renderProvenance() {
       `${m.species.length} species, ${genes.toLocaleString()} genes (${species}).`;
     footer.append(line);
   }
+  const plain = atlas.species.filter((s) => s.model === null);
+  if (plain.length) {
+    const line = document.createElement("p");
+    line.textContent = "Indexed without embeddings (alignments only): " +
+      plain.map((s) => `${s.species} ${s.genes.toLocaleString()}`).join(", ") + " genes.";
+    footer.append(line);
+  }
 }
 
 async function loadAtlas() {
@@ -116,6 +140,7 @@ async function loadAtlas() {
   $("key-form").hidden = true;
   const models = $("model");
   models.replaceChildren();
+  option(models, "", "the one each species is held under");
   for (const m of atlas.models) option(models, m.model);
   $("model-field").hidden = atlas.models.length < 2;
   fillSpecies();
@@ -125,10 +150,14 @@ async function loadAtlas() {
 
 // --- tables and downloads ------------------------------------------------------------------
 
-function cellText(value) {
+function cellText(value, column) {
   if (value === null || value === undefined) return "";
   if (typeof value === "boolean") return value ? "yes" : "no";
-  if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(4);
+  // E-values span hundreds of orders of magnitude: 4 decimals would print 1e-37 as 0.0000.
+  if (typeof value === "number" && /evalue/.test(column || "")) return value.toExponential(1);
+  // Scores and fractions keep 4 decimals even when whole (JSON's 1.0 arrives as 1).
+  const fraction = /score|identity|coverage|bsr|bits|margin/.test(column || "");
+  if (typeof value === "number" && (fraction || !Number.isInteger(value))) return value.toFixed(4);
   return String(value);
 }
 
@@ -183,7 +212,7 @@ function table(caption, columns, labels, rows, decorate) {
     const tr = body.insertRow();
     for (const c of columns) {
       const td = tr.insertCell();
-      td.textContent = cellText(row[c]);
+      td.textContent = cellText(row[c], c);
       if (typeof row[c] === "number") td.className = "num";
       if (decorate) decorate(c, row, td);
     }
@@ -199,19 +228,42 @@ function lookupHash(gene, from, to, k) {
   return `#lookup?${params}`;
 }
 
+// What each target species was searched with, and any note ("no homolog with E-value ≤ 0.01 in mouse").
+function targetNotes(targets) {
+  const list = document.createElement("ul");
+  list.className = "targets";
+  for (const t of targets) {
+    const item = document.createElement("li");
+    const table = t.mapping ? `, mapping table ${t.mapping}` : "";
+    item.textContent = `${t.species}: ${t.evidence} evidence${table}` + (t.note ? ` — ${t.note}` : "");
+    if (t.note) item.className = "note";
+    list.append(item);
+  }
+  return list;
+}
+
+function hitColumns(hits) {
+  return HIT_COLUMNS.filter((c) => ALWAYS.includes(c) || hits.some((h) => h[c] !== null && h[c] !== undefined));
+}
+
 function renderHits(answer, to) {
   const results = $("results");
   results.replaceChildren();
   const q = answer.query;
   const name = q.gene_symbol ? `${q.gene_symbol} (${q.gene_id})` : q.gene_id;
+  results.append(targetNotes(answer.targets));
   if (!answer.hits.length) {
-    results.textContent = `No hits for ${name}.`;
+    const none = document.createElement("p");
+    none.textContent = `No candidates for ${name}.`;
+    results.append(none);
     return;
   }
-  const columns = [...HIT_COLUMNS, ...extraColumns(answer.hits, HIT_COLUMNS), "reverse"];
+  const columns = [...hitColumns(answer.hits), "reverse"];
   const labels = Object.assign({ reverse: `Back to ${q.species}` }, HIT_LABELS);
   const k = $("k").value;
-  const caption = `Homologs of ${name} in ${to || "every other species"} (${answer.model})`;
+  const paralogs = answer.hits.every((h) => h.is_paralog);
+  const caption = `${paralogs ? "Paralogs" : "Homologs"} of ${name} in ${to || "every other species"}` +
+    (answer.model ? ` (${answer.model})` : "");
   const rows = answer.hits.map((h) => Object.assign({}, h, { reverse: null }));
   results.append(table(caption, columns, labels, rows, (column, hit, cell) => {
     if (column !== "reverse") return;
@@ -222,7 +274,8 @@ function renderHits(answer, to) {
     link.setAttribute("aria-label", `homologs of ${hit.gene_symbol || hit.gene_id} (${hit.species}) in ${q.species}`);
     cell.append(link);
   }));
-  const dataColumns = ["query_species", "query_gene_id", "query_gene_symbol", ...columns.filter((c) => c !== "reverse")];
+  const fields = Object.keys(answer.hits[0]);
+  const dataColumns = ["query_species", "query_gene_id", "query_gene_symbol", ...fields];
   const data = answer.hits.map((h) => Object.assign(
     { query_species: q.species, query_gene_id: q.gene_id, query_gene_symbol: q.gene_symbol }, h));
   results.append(downloadLinks(`homologs_${q.gene_symbol || q.gene_id}_${q.species}`, dataColumns, data));
@@ -232,7 +285,7 @@ async function lookUp(gene, from, to, k) {
   showError("");
   $("results").textContent = "Searching…";
   try {
-    const answer = await api("homologs", [["gene", gene], ["from", from], ["to", to], ["k", k], ["model", currentModel().model]]);
+    const answer = await api("homologs", [["gene", gene], ["from", from], ["to", to], ["k", k], ["model", chosenModel()]]);
     renderHits(answer, to);
   } catch (error) {
     $("results").replaceChildren();
@@ -261,7 +314,7 @@ async function suggest() {
   if (!text) return list.replaceChildren();
   try {
     const found = await api("genes", [["species", $("from-species").value], ["q", text], ["limit", 10],
-      ["model", currentModel().model]]);
+      ["model", chosenModel()]]);
     list.replaceChildren();
     for (const g of found.genes) {
       option(list, g.gene_symbol || g.gene_id, g.gene_symbol ? `${g.gene_symbol} (${g.gene_id})` : g.gene_id);
@@ -276,22 +329,25 @@ async function suggest() {
 async function searchSequence(event) {
   event.preventDefault();
   showError("");
-  const model = currentModel();
-  const to = $("to-species").value ? [$("to-species").value] : model.species.map((s) => s.species);
+  const to = $("to-species").value ? [$("to-species").value] : allSpecies().map((s) => s.species);
   const sequence = $("sequence").value.replace(/\s+/g, "");
-  $("results").textContent = "Embedding the sequence…";
+  $("results").textContent = atlas.sequence_embedding ? "Searching and embedding the sequence…" : "Searching…";
   try {
+    const body = { sequences: [{ id: "query", sequence }], to, k: Number($("k").value) };
+    if (chosenModel()) body.model = chosenModel();
     const answer = await api("homologs/sequence", [], {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sequences: [{ id: "query", sequence }], to, k: Number($("k").value), model: model.model }),
+      body: JSON.stringify(body),
     });
     const results = $("results");
     results.replaceChildren();
-    const hits = answer.results[0].hits;
-    const columns = [...HIT_COLUMNS.filter((c) => c !== "is_rbh"), ...extraColumns(hits, HIT_COLUMNS)];
-    results.append(table(`Genes nearest to the pasted sequence (${answer.model})`, columns, HIT_LABELS, hits));
-    results.append(downloadLinks("homologs_of_sequence", columns, hits));
+    const found = answer.results[0];
+    results.append(targetNotes(found.targets));
+    const columns = hitColumns(found.hits).filter((c) => c !== "is_rbh" && c !== "is_one2one");
+    const caption = "Genes like the pasted sequence" + (answer.model ? ` (${answer.model})` : " (MMseqs2)");
+    results.append(table(caption, columns, HIT_LABELS, found.hits));
+    results.append(downloadLinks("homologs_of_sequence", Object.keys(found.hits[0] || {}), found.hits));
   } catch (error) {
     $("results").replaceChildren();
     showError(error.message);
@@ -302,13 +358,13 @@ async function searchSequence(event) {
 
 async function showMapping(offset) {
   showError("");
-  const [a, b] = $("mapping-pair").value.split("/");
+  const [model, a, b] = $("mapping-pair").value.split("/");
   const limit = Number($("page-size").value) || 50;
   const out = $("mapping-results");
   out.textContent = "Loading…";
   try {
     const page = await api(`mappings/${encodeURIComponent(a)}/${encodeURIComponent(b)}`, [
-      ["model", currentModel().model], ["relation", $("relation").value], ["min_score", $("min-score").value],
+      ["model", model], ["relation", $("relation").value], ["min_score", $("min-score").value],
       ["offset", offset], ["limit", limit],
     ]);
     mappingOffset = page.offset;
@@ -361,7 +417,6 @@ $("gene").addEventListener("input", () => {
   clearTimeout(suggestTimer);
   suggestTimer = setTimeout(suggest, 150);
 });
-$("model").addEventListener("change", fillSpecies);
 $("sequence-form").addEventListener("submit", searchSequence);
 $("mapping-form").addEventListener("submit", (event) => {
   event.preventDefault();
