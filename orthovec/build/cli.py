@@ -275,7 +275,10 @@ def species_command(atlas: Atlas, fmt: str) -> None:
     show_default=True,
     help="Independent steps side by side (downloads, alignments, mappings); index steps take turns.",
 )
-@shard_option("Array task I of N: fetch and embed only.")
+@shard_option(
+    "Array task I of N: embed its share of every proteome and build its share of the search databases, "
+    "alignments and mappings; a last run without --shard does what is left."
+)
 @click.option("--refresh-sources", is_flag=True, help="Download remote sources again; unchanged ones redo nothing.")
 @qdrant_options()
 @output_format("table", "tsv", "json")
@@ -290,12 +293,13 @@ def build_command(
     qdrant_api_key: str | None,
     fmt: str,
 ) -> None:
-    """Build (or bring up to date) a whole atlas from MANIFEST: fetch → index (+ store) → align → map → groups.
+    """Build (or bring up to date) a whole atlas from MANIFEST: fetch, index, align, map, group, all resumable.
 
     Every step whose inputs and settings are unchanged since it last ran is skipped, so a killed
     build resumes where it stopped and a finished one reruns as a no-op; a changed source redoes only
     what depends on it. With --shard I/N (a SLURM array) each task embeds its share of every
-    proteome; one last run without --shard assembles, aligns and maps.
+    proteome and builds its share of the search databases, alignments and mappings; one last run
+    without --shard does what is left (the groups, anything a task could not reach or missed).
 
     Example: orthovec build atlas.toml --atlas /data/atlas --jobs 2
     """
@@ -355,13 +359,16 @@ def _print_report(report: BuildReport) -> None:
         out.print(f"{to_run} of {len(report.outcomes)} steps would run." if to_run else "Nothing to do.")
         return
     fetched = {o.step.split(":", 1)[1]: o for o in report.of_kind("fetch")}
+    indexed = {o.step.split(":", 1)[1]: o for o in report.of_kind("index")}
     species = Table(title="species")
-    for column in ("species", "records", "genes", "proteins", "skipped records", "status"):
+    for column in ("species", "records", "genes", "proteins", "skipped records", "proteins step", "embedding"):
         species.add_column(column, justify="right" if column in ("records", "genes", "proteins") else "left")
-    for outcome in report.of_kind("index"):
+    for outcome in report.of_kind("proteins"):
         name, info = outcome.step.split(":", 1)[1], outcome.info
         skipped = ", ".join(f"{reason} {count:,}" for reason, count in sorted(info.get("skipped", {}).items()))
         records = info.get("records", fetched[name].info.get("records") if name in fetched else None)
+        index = indexed.get(name)
+        embedding = "off (alignment only)" if index is None else f"{index.info.get('model', '')} {index.status}"
         species.add_row(
             name,
             _count(records),
@@ -369,6 +376,7 @@ def _print_report(report: BuildReport) -> None:
             _count(info.get("proteins")),
             skipped or "none",
             outcome.status,
+            embedding.strip(),
         )
     out.print(species)
     maps = report.of_kind("map")
@@ -418,7 +426,7 @@ def _print_report(report: BuildReport) -> None:
         out.print(f"{ran} steps ran, {len(report.outcomes) - ran} skipped or waiting, in {took}.")
     for outcome in report.outcomes:
         if outcome.status == "unavailable":
-            out.print(f"[yellow]{outcome.step} unavailable[/yellow]: {outcome.reason}")
+            out.print(f"{outcome.step} unavailable: {outcome.reason}", style="yellow")
 
 
 def _count(value: object) -> str:
