@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from orthovec.core.options import atlas_option, console
+from orthovec.core.options import atlas_option, emit_rows, number_option, output_format
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid
 
@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from orthovec.integrate.features import Features
     from orthovec.integrate.process import Correction
 
-#: Mirrors `orthovec.integrate.process.CORRECTIONS` (kept literal so --help imports no scanpy).
+#: Mirror `orthovec.integrate.process.CORRECTIONS` and `features.FEATURES` (literal so --help imports no scanpy).
 CORRECTIONS = ("harmony", "none", "scvi", "scanvi")
+FEATURES = ("one2one", "groups", "graph")
 
 
 def _parse_pairs(option: str, values: tuple[str, ...], example: str) -> dict[str, str]:
@@ -36,32 +37,26 @@ def _parse_pairs(option: str, values: tuple[str, ...], example: str) -> dict[str
     return parsed
 
 
-def _print_metrics(metrics: dict[str, Any], fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(metrics, indent=2))
-        return
+def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """metrics.json's headline figures, one row each (the composition-aware mixing beside the raw one)."""
     from orthovec.integrate.run import METRIC_KEYS
 
-    rows: list[tuple[str, float]] = []
-    for key in (*METRIC_KEYS, "alcs", "overall", "cross_species_neighbour_fraction"):
+    rows: list[dict[str, Any]] = []
+    keys = (
+        *METRIC_KEYS,
+        "alcs",
+        "overall",
+        "cross_species_neighbour_fraction",
+        "cross_species_neighbour_ceiling",
+        "mixing_of_possible",
+    )
+    for key in keys:
         value = metrics[key]
         if isinstance(value, dict):
-            rows += [(f"label transfer {direction}", accuracy) for direction, accuracy in value.items()]
+            rows += [{"metric": f"label transfer {pair}", "value": accuracy} for pair, accuracy in value.items()]
         else:
-            rows.append((key, value))
-    if fmt == "tsv":
-        click.echo("metric\tvalue")
-        for name, value in rows:
-            click.echo(f"{name}\t{value:.4f}")
-        return
-    from rich.table import Table
-
-    table = Table(title=f"integration metrics ({metrics['features']['kind']}, {metrics['correction']['method']})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in rows:
-        table.add_row(name, f"{value:.3f}")
-    console().print(table)
+            rows.append({"metric": key, "value": value})
+    return rows
 
 
 @click.command("integrate")
@@ -69,8 +64,9 @@ def _print_metrics(metrics: dict[str, Any], fmt: str) -> None:
     "--mapping",
     "mappings",
     multiple=True,
-    help="Mapping Parquet (orthovec map / import-homology); repeat for more species pairs. "
-    "'symbols' is the upper-cased-symbol baseline (never used unless named).",
+    help="Mapping Parquet (orthovec map / import-homology); repeat for more species pairs. A multi-species "
+    "groups__A__B__C.parquet (with --features groups) joins every species at once. 'symbols' is the "
+    "upper-cased-symbol baseline (never used unless named).",
 )
 @click.option(
     "--adata", "adatas", multiple=True, required=True, help="SPECIES=PATH.h5ad with raw counts; one per species."
@@ -78,13 +74,39 @@ def _print_metrics(metrics: dict[str, Any], fmt: str) -> None:
 @click.option("--reference", help="Species every other is mapped to (default: the first --adata).")
 @click.option("--label-key", default="cell_ontology_class", show_default=True, help="obs column with cell types.")
 @click.option("--var-key", help="var column with gene names (default: var_names).")
-@click.option("--features", type=click.Choice(["one2one", "groups"]), default="one2one", show_default=True)
+@click.option(
+    "--features",
+    type=click.Choice(FEATURES),
+    default="one2one",
+    show_default=True,
+    help="one2one pairs; groups of homologs summed; graph: expression projected through the weighted homology graph.",
+)
 @click.option("--correct", type=click.Choice(CORRECTIONS), default="harmony", show_default=True)
-@click.option("--max-epochs", type=click.IntRange(1), default=100, show_default=True, help="scVI epochs (at most).")
-@click.option("--scanvi-epochs", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--scanvi-labels-from", help="The one species whose cell types scANVI sees (default: the reference).")
+@number_option(
+    "--max-epochs", rule="max_epochs", help="scVI epochs at most [default: scvi-tools' heuristic, 400 below 20k cells]."
+)
+@click.option(
+    "--early-stopping/--no-early-stopping",
+    default=True,
+    show_default=True,
+    help="Stop scVI when the validation ELBO stops improving.",
+)
+@click.option(
+    "--covariate",
+    "covariates",
+    multiple=True,
+    help="obs column given to scVI as a categorical covariate (e.g. donor); repeatable.",
+)
+@number_option(
+    "--scanvi-epochs", rule="scanvi_epochs", help="scANVI epochs [default: scvi-tools', min(10, scVI epochs / 3)]."
+)
+@click.option(
+    "--scanvi-labels-from",
+    multiple=True,
+    help="Species whose cell types scANVI sees (default: the reference); repeat for several.",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "tsv", "json"]), default="table", show_default=True)
+@output_format()
 def integrate_command(
     mappings: tuple[str, ...],
     adatas: tuple[str, ...],
@@ -93,18 +115,22 @@ def integrate_command(
     var_key: str | None,
     features: str,
     correct: str,
-    max_epochs: int,
-    scanvi_epochs: int,
-    scanvi_labels_from: str | None,
+    max_epochs: int | None,
+    early_stopping: bool,
+    covariates: tuple[str, ...],
+    scanvi_epochs: int | None,
+    scanvi_labels_from: tuple[str, ...],
     out: Path,
     fmt: str,
 ) -> None:
     """Integrate single-cell data of two or more species through gene mappings, correct, and score it.
 
-    Species are joined through one reference species (every other needs a mapping with it). OUT
-    receives, all at once when the run succeeds: shared.h5ad, metrics.json, UMAPs, label-transfer
-    agreement, correspondence.parquet + celltype_correspondence.png, markers.parquet +
-    markers_dotplot.png and conservation.parquet.
+    Species are joined through one reference species (every other needs a mapping with it), or all
+    at once through a multi-species groups table. OUT receives, all at once when the run succeeds:
+    shared.h5ad, metrics.json, UMAPs, label-transfer agreement, correspondence.parquet +
+    celltype_correspondence.png, markers.parquet + markers_dotplot.png, conservation.parquet,
+    training_curves.png (scVI/scANVI) and orthovec-outputs.json (the manifest: a later run replaces
+    only those files, and refuses a directory holding others).
 
     Example: orthovec integrate --mapping ens.parquet --adata human=h.h5ad --adata mouse=m.h5ad --out baron/
     """
@@ -123,14 +149,21 @@ def integrate_command(
         process=ProcessConfig(
             correct=cast("Correction", correct),
             max_epochs=max_epochs,
+            early_stopping=early_stopping,
+            covariates=covariates,
             scanvi_epochs=scanvi_epochs,
-            scanvi_labels_from=scanvi_labels_from,
+            scanvi_labels_from=scanvi_labels_from or None,
         ),
     )
-    log = console(stderr=True).print
     data = {species: read_adata(Path(path)) for species, path in paths.items()}
-    _, metrics, _ = integrate_species(data, list(mappings), out, config, log=lambda m: log(f"[dim]•[/dim] {m}"))
-    _print_metrics(metrics, fmt)
+    _, metrics, _ = integrate_species(
+        data, list(mappings), out, config, input_paths=[Path(path) for path in paths.values()]
+    )
+    if fmt == "json":
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    title = f"integration metrics ({metrics['features']['kind']}, {metrics['correction']['method']})"
+    emit_rows(_metric_rows(metrics), fmt, title=title)
     click.echo(f"wrote shared.h5ad, metrics.json, tables and PNG figures in {out}", err=fmt != "table")
 
 
@@ -145,11 +178,14 @@ def export_group() -> None:
 @export_group.command("samap")
 @atlas_option
 @click.option("--species", "species", multiple=True, required=True, help="Exactly two species.")
-@click.option("--id", "ids", multiple=True, help="SPECIES=ID: SAMap's species id (no '_'; default: the name).")
+@click.option(
+    "--id", "ids", multiple=True, help="SPECIES=ID: SAMap's species id (letters and digits; default: the name)."
+)
 @click.option("--model", help="Embedding model, when falling back to embedding hits (default: the only one).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="SAMap's maps/ folder.")
+@output_format()
 def export_samap_command(
-    atlas: Atlas, species: tuple[str, ...], ids: tuple[str, ...], model: str | None, out: Path
+    atlas: Atlas, species: tuple[str, ...], ids: tuple[str, ...], model: str | None, out: Path, fmt: str
 ) -> None:
     """SAMap's BLAST-tabular maps for a species pair, from alignments (else embedding hits).
 
@@ -160,7 +196,8 @@ def export_samap_command(
     if len(species) != 2:
         raise Invalid(f"Give --species exactly twice (got {len(species)}).")
     written, evidence = export_samap(atlas, (species[0], species[1]), out, _parse_pairs("--id", ids, "human=hs"), model)
-    click.echo(f"wrote {', '.join(map(str, written))} from {evidence}")
+    rows = [{"file": path.name, "lines": lines, "evidence": evidence, "path": path} for path, lines in written]
+    emit_rows(rows, fmt, title="SAMap maps")
 
 
 @export_group.command("saturn")
@@ -168,7 +205,8 @@ def export_samap_command(
 @click.option("--species", required=True)
 @click.option("--model", help="Embedding model (default: the species' only one).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File for torch.save.")
-def export_saturn_command(atlas: Atlas, species: str, model: str | None, out: Path) -> None:
+@output_format()
+def export_saturn_command(atlas: Atlas, species: str, model: str | None, out: Path, fmt: str) -> None:
     """SATURN's protein-embedding file: {gene symbol: tensor}, saved with torch.save.
 
     Example: orthovec export saturn --atlas atlas --species human --out human_embeddings.torch
@@ -176,13 +214,14 @@ def export_saturn_command(atlas: Atlas, species: str, model: str | None, out: Pa
     from orthovec.integrate.export import export_saturn
 
     path, n_genes = export_saturn(atlas, species, out, model)
-    click.echo(f"wrote {n_genes:,} gene embeddings to {path}")
+    emit_rows([{"species": species, "genes": n_genes, "path": path}], fmt, title="SATURN gene embeddings")
 
 
 @export_group.command("biomart")
 @click.argument("mapping", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV file.")
-def export_biomart_command(mapping: Path, out: Path) -> None:
+@output_format()
+def export_biomart_command(mapping: Path, out: Path, fmt: str) -> None:
     """An Ensembl BioMart-style homology CSV from any orthovec mapping table.
 
     Example: orthovec export biomart atlas/mappings/esm2_t6_8M_UR50D/human__mouse.parquet --out human_mouse.csv
@@ -190,7 +229,7 @@ def export_biomart_command(mapping: Path, out: Path) -> None:
     from orthovec.integrate.export import export_biomart
 
     path, n_rows = export_biomart(mapping, out)
-    click.echo(f"wrote {n_rows:,} homology rows to {path}")
+    emit_rows([{"homology rows": n_rows, "path": path}], fmt, title="BioMart homology CSV")
 
 
 COMMANDS: list[click.Command] = [integrate_command, export_group]

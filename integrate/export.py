@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,8 +30,10 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from orthovec.core.files import atomic_write, check_output_apart
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Invalid, NotFound
+from orthovec.schemas.pairs import read_alignment
 from orthovec.schemas.tables import GENES, MAPPING, read_table
 
 BLAST_COLUMNS = (
@@ -48,6 +50,9 @@ BLAST_COLUMNS = (
     "evalue",
     "bitscore",
 )
+#: A SAMap species id: it prefixes gene names (split at '_') and names the maps' folder and files,
+#: so it is one file-name part of letters and digits (no '_', '/', '.', nothing to climb out of `out`).
+SAMAP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 HOMOLOGY_TYPE = {
     "one2one": "ortholog_one2one",
     "one2many": "ortholog_one2many",
@@ -65,35 +70,26 @@ def _model(atlas: Atlas, species: str, model: str | None) -> str:
         )
     if model is None:
         if len(models) > 1:
-            raise Invalid(f"{species} has vectors of several models ({', '.join(models)}); choose one with --model.")
+            raise Invalid(f"{species} has vectors of several models; choose one.", param="model", choices=models)
         return models[0]
     if model not in models:
-        raise NotFound(f"{species} has no vectors of model '{model}' (it has {', '.join(models)}).")
+        raise NotFound(f"{species} has no vectors of this model.", param="model", value=model, choices=models)
     return model
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
 
 
 def export_saturn(atlas: Atlas, species: str, out: Path, model: str | None = None) -> tuple[Path, int]:
     """SATURN's protein-embedding file for one species; returns the path and the number of genes written."""
     import torch
 
-    table = read_table(atlas.genes(species, _model(atlas, species, model)), GENES)
+    genes = atlas.genes(species, _model(atlas, species, model))
+    check_output_apart([out], [genes])
+    table = read_table(genes, GENES)
     symbols = [s or g for s, g in zip(table["gene_symbol"].to_pylist(), table["gene_id"].to_pylist(), strict=True)]
     vectors = np.asarray(table["embedding"].combine_chunks().flatten(), dtype=np.float32).reshape(len(symbols), -1)
     embeddings: dict[str, torch.Tensor] = {}
     for symbol, vector in zip(symbols, vectors, strict=True):
         embeddings.setdefault(symbol, torch.from_numpy(vector.copy()))
-    return _write_atomically(out, lambda path: torch.save(embeddings, path)), len(embeddings)
+    return atomic_write(out, lambda path: torch.save(embeddings, path)), len(embeddings)
 
 
 def _blast_frame(rows: pl.DataFrame, query: str, subject: str, pident: str, evalue: str, bits: str) -> pd.DataFrame:
@@ -108,10 +104,8 @@ def _blast_frame(rows: pl.DataFrame, query: str, subject: str, pident: str, eval
     return frame.to_pandas()
 
 
-def _samap_rows(atlas: Atlas, a: str, b: str, model: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(A→B lines, B→A lines, which evidence) from alignments when they exist, else embedding hits."""
-    from orthovec.lookup.homology.align import read_alignment
-
+def _samap_rows(atlas: Atlas, a: str, b: str, model: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str, Path]:
+    """(A→B lines, B→A lines, which evidence, the table read) from alignments when they exist, else embedding hits."""
     alignment = read_alignment(atlas, a, b)
     if alignment is not None:
         rows = pl.from_arrow(alignment)
@@ -122,7 +116,8 @@ def _samap_rows(atlas: Atlas, a: str, b: str, model: str | None) -> tuple[pd.Dat
         )
         forward = _blast_frame(rows.filter(pl.col("hit_ab")), "name_a", "name_b", "identity", "evalue", "bits")
         backward = _blast_frame(rows.filter(pl.col("hit_ba")), "name_b", "name_a", "identity", "evalue", "bits")
-        return forward, backward, f"alignments ({atlas.alignment(a, b).name})"
+        source = atlas.alignment(a, b) if atlas.alignment(a, b).is_file() else atlas.alignment(b, a)
+        return forward, backward, f"alignments ({source.name})", source
     chosen = _model(atlas, a, model)
     path, flipped = atlas.mapping(chosen, a, b), False
     if not path.is_file():
@@ -143,38 +138,55 @@ def _samap_rows(atlas: Atlas, a: str, b: str, model: str | None) -> tuple[pd.Dat
     rank_a, rank_b = ("rank_ba", "rank_ab") if flipped else ("rank_ab", "rank_ba")
     forward = _blast_frame(rows.filter(pl.col(rank_a).is_not_null()), "name_a", "name_b", "score", "evalue", "score")
     backward = _blast_frame(rows.filter(pl.col(rank_b).is_not_null()), "name_b", "name_a", "score", "evalue", "score")
-    return forward, backward, f"embedding mapping ({path.parent.name}/{path.name})"
+    return forward, backward, f"embedding mapping ({path.parent.name}/{path.name})", path
+
+
+def samap_ids(species: tuple[str, str], ids: dict[str, str] | None) -> tuple[str, str]:
+    """Each species' SAMap id (default: its name), checked as a file-name part SAMap can split on."""
+    given = ids or {}
+    unknown = sorted(set(given) - set(species))
+    if unknown:
+        raise Invalid(
+            f"gives an id for {', '.join(unknown)}, which is not one of the species exported.",
+            param="ids",
+            value=",".join(f"{name}={given[name]}" for name in unknown),
+            choices=species,
+        )
+    chosen = tuple(given.get(name, name) for name in species)
+    for name, sid in zip(species, chosen, strict=True):
+        if not SAMAP_ID.fullmatch(sid):
+            raise Invalid(
+                f"{name}'s SAMap id must be letters, digits and '-' only: SAMap splits gene names at '_' to find it, "
+                "and it names the maps' folder and files. Give a short one (for example hs, mm).",
+                param="ids",
+                value=f"{name}={sid}",
+            )
+    return chosen[0], chosen[1]
 
 
 def export_samap(
     atlas: Atlas, species: tuple[str, str], out: Path, ids: dict[str, str] | None = None, model: str | None = None
-) -> tuple[list[Path], str]:
-    """SAMap's `maps/` directory for one species pair; returns the files written and the evidence used."""
+) -> tuple[list[tuple[Path, int]], str]:
+    """SAMap's `maps/` directory for one species pair; returns the files written (with their line
+    counts) and the evidence used."""
     a, b = species
     if a == b:
-        raise Invalid(f"--species {a} twice: SAMap maps link two different species.")
-    id_a, id_b = ((ids or {}).get(s, s) for s in (a, b))
-    for name, sid in ((a, id_a), (b, id_b)):
-        if "_" in sid or not sid:
-            raise Invalid(
-                f"SAMap splits gene names at '_' to find the species id, so '{sid}' cannot be {name}'s id; "
-                f"give a short one with --id {name}=XX (for example hs, mm)."
-            )
-    forward, backward, evidence = _samap_rows(atlas, a, b, model)
+        raise Invalid("names the same species twice: SAMap maps link two different species.", param="species", value=a)
+    id_a, id_b = samap_ids(species, ids)
+    forward, backward, evidence, source = _samap_rows(atlas, a, b, model)
     directory = out / f"{id_a}{id_b}"
+    targets = [(directory / f"{id_a}_to_{id_b}.txt", forward), (directory / f"{id_b}_to_{id_a}.txt", backward)]
+    check_output_apart([path for path, _ in targets], [source])
 
     def writer(frame: pd.DataFrame) -> Callable[[Path], None]:
         return lambda path: frame.to_csv(path, sep="\t", header=False, index=False)
 
-    written = [
-        _write_atomically(directory / f"{id_a}_to_{id_b}.txt", writer(forward)),
-        _write_atomically(directory / f"{id_b}_to_{id_a}.txt", writer(backward)),
-    ]
-    return written, evidence
+    return [(atomic_write(path, writer(frame)), len(frame)) for path, frame in targets], evidence
 
 
 def export_biomart(mapping_path: Path, out: Path) -> tuple[Path, int]:
     """A BioMart-style homology CSV of a mapping's homology graph; returns the path and the rows written."""
+    check_output_apart([out], [mapping_path])
     table = read_table(mapping_path, MAPPING)
     rows = pl.from_arrow(table)
     assert isinstance(rows, pl.DataFrame)
@@ -207,4 +219,4 @@ def export_biomart(mapping_path: Path, out: Path) -> tuple[Path, int]:
         pl.col("score").alias("orthovec score"),
         pl.col("source").alias("orthovec source"),
     )
-    return _write_atomically(out, lambda path: frame.write_csv(path)), frame.height
+    return atomic_write(out, lambda path: frame.write_csv(path)), frame.height

@@ -7,13 +7,12 @@ with `var`), then `raw` (scanpy's convention, with `raw.var`), then `X`; the gen
 which one was used.
 
 Hostile input is refused with a message before any work (NaN or negative values, no cells, a
-missing column), or accepted with a warning that says what was done (non-integer values,
+missing column), or accepted with a `DataWarning` that says what was done (non-integer values,
 duplicate gene names: the first occurrence is used).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from orthovec.core.logs import warn_data
 from orthovec.schemas.errors import Invalid, NotFound
 
 
@@ -44,9 +44,7 @@ def read_adata(path: Path) -> ad.AnnData:
         raise Invalid(f"{path}: not a readable .h5ad file ({err}).") from err
 
 
-def species_counts(
-    species: str, data: ad.AnnData, var_key: str | None = None, warn: Callable[[str], None] = print
-) -> SpeciesCounts:
+def species_counts(species: str, data: ad.AnnData, var_key: str | None = None) -> SpeciesCounts:
     """Validated raw counts and their gene names; see the module docstring for the rules."""
     if data.n_obs == 0:
         raise Invalid(f"{species}: the AnnData has 0 cells; give a file with cells to integrate.")
@@ -58,8 +56,10 @@ def species_counts(
         matrix, var, counts_from = data.X, data.var, "X"
     if var_key is not None and var_key not in var:
         raise Invalid(
-            f"{species}: --var-key '{var_key}' is not a column of {counts_from.split('.')[0].split('[')[0]}.var "
-            f"(columns: {', '.join(map(str, var.columns)) or 'none'}); leave it out to use var_names."
+            f"{species}: not a column of {counts_from.split('.')[0].split('[')[0]}.var "
+            f"(columns: {', '.join(map(str, var.columns)) or 'none'}); leave it out to use var_names.",
+            param="var_key",
+            value=var_key,
         )
     names = pd.Index(var[var_key].astype(str) if var_key else var.index.astype(str))
     counts = sp.csr_matrix(matrix, dtype=np.float32)
@@ -76,7 +76,7 @@ def species_counts(
             "it looks scaled or centred. Give raw counts (in X, raw or layers['counts'])."
         )
     if not np.array_equal(values, np.round(values)):
-        warn(
+        warn_data(
             f"{species}: {counts_from} holds non-integer values (e.g. {values[values != np.round(values)][0]:.3g}); "
             "they are treated as counts (normalised to 10,000 per cell and log-transformed), which is wrong for "
             "data already normalised. scVI/scANVI model integer counts."
@@ -84,7 +84,7 @@ def species_counts(
     duplicated = names.duplicated()
     if duplicated.any():
         examples = ", ".join(dict.fromkeys(names[duplicated][:5]))
-        warn(
+        warn_data(
             f"{species}: {int(duplicated.sum()):,} duplicate gene names (e.g. {examples}); "
             "the first occurrence of each is used and the others are counted as lost."
         )

@@ -4,6 +4,8 @@ A result is only interpretable with its mapping, so every table is recorded (pat
 species pairs, sources and the provenance `orthovec map`/`import-homology` stamped into it) in
 `metrics.json` and `uns['orthovec']`. The upper-cased-symbol baseline is used only when asked for
 by name (`symbols`): falling back to it silently would make a mapping-free run look like a result.
+A multi-species homology-groups table (`groups__A__B__C.parquet` from `orthovec map A B C`) is
+recognised by its schema tag and read apart from the pair tables.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orthovec.schemas.errors import Invalid
-from orthovec.schemas.tables import MAPPING, read_provenance, read_table
+from orthovec.schemas.tables import HOMOLOGY_GROUPS, MAPPING, read_provenance, read_table, table_kind
 
 SYMBOLS = "symbols"
 
@@ -74,16 +76,37 @@ def _describe(table: pa.Table) -> dict[str, Any]:
     }
 
 
+def _record(path: Path, table: pa.Table) -> dict[str, Any]:
+    return {
+        "name": path.name,
+        "path": str(path.resolve()),
+        "sha256": _sha256(path),
+        "n_rows": table.num_rows,
+        "provenance": read_provenance(path),
+    }
+
+
 def load_mappings(
     names: Sequence[str | Path], gene_names: dict[str, pd.Index], reference: str
-) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """All mapping rows as one table, plus one provenance record per input (in the order given)."""
+) -> tuple[pa.Table | None, list[dict[str, Any]], pa.Table | None]:
+    """All pair rows as one table, one provenance record per input (in the order given), and the
+    multi-species homology-groups table when one was given (then it is the only input)."""
     if not names:
         raise Invalid(
-            "Give --mapping: a table from `orthovec map` or `orthovec import-homology` (repeat it for more "
-            f"species pairs), or `--mapping {SYMBOLS}` for the upper-cased-symbol baseline. orthovec does not "
-            "fall back to symbols on its own."
+            "Give a mapping: a table from `orthovec map` or `orthovec import-homology` (one per species pair), "
+            f"or '{SYMBOLS}' for the upper-cased-symbol baseline. orthovec does not fall back to symbols on its own.",
+            param="mappings",
         )
+    groups = [Path(n) for n in names if str(n) != SYMBOLS and table_kind(Path(n)) == HOMOLOGY_GROUPS.name]
+    if groups:
+        if len(names) > 1:
+            raise Invalid(
+                f"{groups[0]} is a multi-species homology-groups table: it joins every species by itself, so give "
+                "it alone (without pair mapping tables).",
+                param="mappings",
+            )
+        table = read_table(groups[0], HOMOLOGY_GROUPS)
+        return None, [_record(groups[0], table) | {"kind": HOMOLOGY_GROUPS.name}], table
     tables, records = [], []
     for name in names:
         if str(name) == SYMBOLS:
@@ -102,4 +125,4 @@ def load_mappings(
                 }
             )
         tables.append(table)
-    return pa.concat_tables(tables, promote_options="permissive"), records
+    return pa.concat_tables(tables, promote_options="permissive"), records, None

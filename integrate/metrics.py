@@ -14,6 +14,15 @@ weighting, 0.6 × biology conservation + 0.4 × species mixing, over the unscale
 here: biology = mean(cell-type ASW, ARI, NMI, cLISI), mixing = mean(species ASW, iLISI, graph
 connectivity). scIB min-max scales each metric across the methods of one study; a single run
 cannot, so compare `overall` only between runs of this code.
+
+The raw cross-species neighbour fraction mixes two effects: species kept apart, and cell types
+that exist in one species only (Baron's human acinar cells can have no mouse neighbour). So
+mixing is also read against composition (`composition_mixing`): for each cell of a type that
+every species has, the share of its neighbours from other species that perfect mixing would give
+is the other species' share of that type; observed over expected, per type, averaged over types
+weighted by their cells, is the fraction of the possible mixing reached (1 = as mixed as the
+composition allows). `cross_species_neighbour_ceiling` is the raw fraction perfect mixing within
+every shared type would give, the most the raw figure can reach on this composition.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ MIN_CELLS_SELF_PROJECTION = 5
 
 
 def _neighbours(x: np.ndarray, k: int) -> NeighborsResults:
+    """Each cell's k nearest other cells (fewer when there are not k others)."""
+    k = min(k, len(x) - 1)
     distances, indices = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
     return NeighborsResults(indices=indices[:, 1:], distances=distances[:, 1:])
 
@@ -97,6 +108,41 @@ def alcs(shared: ad.AnnData, x: np.ndarray, labels: np.ndarray, species: np.ndar
     return loss
 
 
+def composition_mixing(neighbours: np.ndarray, species: np.ndarray, labels: np.ndarray) -> dict[str, object]:
+    """Cross-species neighbours against what this composition allows; see the module docstring.
+
+    `neighbours` holds each cell's k neighbour indices (self excluded). For cell i of species s and
+    type t, perfect mixing gives a cross-species share of (n_t - n_ts) / (n_t - 1), the other
+    species' share of the other cells of its type.
+    """
+    frame = pd.DataFrame({"species": species, "label": labels})
+    by_type = frame.groupby("label", observed=True)["species"]
+    n_species = frame["species"].nunique()
+    shared_types = [t for t, members in by_type if members.nunique() == n_species]
+    cross = (species[neighbours] != species[:, None]).mean(axis=1)
+    type_size = frame["label"].map(frame["label"].value_counts()).to_numpy()
+    own_size = frame.groupby(["label", "species"], observed=True)["label"].transform("size").to_numpy()
+    in_shared = np.isin(labels, shared_types)
+    expected = np.where(in_shared, (type_size - own_size) / np.maximum(type_size - 1, 1), 0.0)
+    per_type: dict[str, dict[str, float]] = {}
+    for cell_type in shared_types:
+        cells = labels == cell_type
+        per_type[str(cell_type)] = {
+            "observed": float(cross[cells].mean()),
+            "expected": float(expected[cells].mean()),
+            "fraction_of_possible": float(cross[cells].mean() / expected[cells].mean()),
+            "n_cells": int(cells.sum()),
+        }
+    weights = np.array([v["n_cells"] for v in per_type.values()], dtype=float)
+    ratios = np.array([v["fraction_of_possible"] for v in per_type.values()])
+    return {
+        "mixing_of_possible": float(np.average(ratios, weights=weights)) if len(ratios) else float("nan"),
+        "cross_species_neighbour_ceiling": float(expected.mean()),
+        "cross_species_neighbour_fraction_shared_types": float(cross[in_shared].mean()) if in_shared.any() else 0.0,
+        "mixing_per_cell_type": per_type,
+    }
+
+
 def integration_metrics(shared: ad.AnnData, label_key: str) -> dict[str, object]:
     if label_key not in shared.obs:
         raise NotFound(f"No obs column '{label_key}'; available: {', '.join(map(str, shared.obs.columns))}.")
@@ -106,6 +152,7 @@ def integration_metrics(shared: ad.AnnData, label_key: str) -> dict[str, object]
     neighbours = _neighbours(x, 90)  # LISI needs ~3 × perplexity (30) neighbours
     knn15 = _neighbours(x, N_NEIGHBOURS)
     cross = (species[knn15.indices] != species[:, None]).mean()
+    composition = composition_mixing(knn15.indices, species, labels)
     leiden = shared.obs["leiden"].astype(str).to_numpy()
     scores = {
         "celltype_asw": float(scib_metrics.silhouette_label(x, labels)),
@@ -123,6 +170,7 @@ def integration_metrics(shared: ad.AnnData, label_key: str) -> dict[str, object]
         **scores,
         "label_transfer": label_transfer(x, species, labels),
         "cross_species_neighbour_fraction": float(cross),
+        **composition,
         "n_cells": int(shared.n_obs),
         "n_features": int(shared.n_vars),
         "alcs": float(np.nanmean(list(per_species_loss.values()))),

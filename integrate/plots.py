@@ -91,3 +91,27 @@ def markers_dotplot(shared: ad.AnnData, markers: pa.Table, label_key: str, out: 
     plot.savefig(path, dpi=110, bbox_inches="tight")
     plt.close("all")
     return path
+
+
+def training_curves(shared: ad.AnnData, out: Path) -> Path | None:
+    """scVI (and scANVI) ELBO per epoch, training and validation: whether a run converged, at a glance.
+
+    None when the correction trained no model (Harmony, none).
+    """
+    training = shared.uns.get("orthovec", {}).get("training")
+    if not training:
+        return None
+    fig, axes = plt.subplots(1, len(training), figsize=(6 * len(training), 4.5), squeeze=False)
+    for ax, (model, curves) in zip(axes[0], training.items(), strict=True):
+        for key in ("elbo_train", "elbo_validation"):
+            if key in curves:
+                values = np.asarray(curves[key])
+                ax.plot(np.arange(1, len(values) + 1), values, label=key.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("ELBO (negative, lower is better)")
+        ax.set_title(f"{model} training")
+        ax.legend()
+    path = out / "training_curves.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -15,7 +15,7 @@ only when a function runs, so `import orthovec` stays fast.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -296,15 +296,29 @@ def integrate_species(
     out: PathLike,
     *,
     config: IntegrateConfig | None = None,
-    log: Callable[[str], None] = lambda line: None,
 ) -> ad.AnnData:
     """One shared AnnData for several species' single-cell data, joined through mapping tables.
 
     `adatas` maps species to AnnData (raw counts) or .h5ad paths; `mappings` are MAPPING Parquet
-    files (or `"symbols"` for the upper-cased-symbol baseline, asked for by name). Writes into `out`:
-    `shared.h5ad`, `metrics.json`, cell-type correspondence, conserved markers, gene conservation
-    tables and figures. The result records the mapping files, features and correction in
-    `uns['orthovec']`.
+    files, one multi-species homology-groups table, or `"symbols"` for the upper-cased-symbol
+    baseline (asked for by name). Writes into `out` (which may not hold an input): `shared.h5ad`,
+    `metrics.json`, cell-type correspondence, conserved markers, gene conservation tables and
+    figures. The result records the mapping files, features and correction in `uns['orthovec']`.
+    Progress goes to the `orthovec.integrate` logger; questionable input (non-integer counts,
+    duplicate gene names) is a `DataWarning`.
+
+    Parameters
+    ----------
+    adatas
+        Species name to AnnData (raw counts) or `.h5ad` path, one per species.
+    mappings
+        Mapping tables joining the species (one per pair with the reference species), one
+        multi-species groups table, or `"symbols"`.
+    out
+        The output directory, replaced as a whole; it may not hold an input.
+    config
+        Features, correction, reference species and labels (`IntegrateConfig()`'s defaults are
+        `orthovec integrate`'s).
     """
     import anndata as ad
 
@@ -312,6 +326,9 @@ def integrate_species(
     from orthovec.integrate.run import IntegrateConfig
     from orthovec.integrate.run import integrate_species as run_integrate
 
+    paths = [Path(item) for item in adatas.values() if not isinstance(item, ad.AnnData)]
     data = {name: item if isinstance(item, ad.AnnData) else read_adata(Path(item)) for name, item in adatas.items()}
-    shared, _, _ = run_integrate(data, [str(m) for m in mappings], Path(out), config or IntegrateConfig(), log)
+    shared, _, _ = run_integrate(
+        data, [str(m) for m in mappings], Path(out), config or IntegrateConfig(), input_paths=paths
+    )
     return shared

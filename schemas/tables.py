@@ -155,6 +155,18 @@ def _schema_tag(path: Path, metadata: Mapping[bytes, bytes]) -> tuple[str | None
     return name, int(version)
 
 
+def table_kind(path: Path) -> str | None:
+    """The spec name a file is stamped with (`mapping`, `homology_groups`...), None for a file from elsewhere."""
+    path = Path(path)
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except FileNotFoundError as err:
+        raise NotFound(f"{path}: file not found.") from err
+    except (pa.ArrowInvalid, OSError) as err:
+        raise Invalid(f"{path}: not a readable Parquet file ({err}).") from err
+    return _schema_tag(path, metadata)[0]
+
+
 def read_provenance(path: Path) -> dict[str, Any]:
     """The provenance stamped by `write_table` ({} for a file from elsewhere)."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def _samap(atlas: Path, out: Path) -> str:
 
 def test_samap_maps_from_alignments_carry_real_evalues_and_bits(aligned_atlas: Path, tmp_path: Path) -> None:
     output = _samap(aligned_atlas, tmp_path / "maps")
-    assert "from alignments" in output
+    assert f"alignments (human__{FROG}.parquet)" in output
     forward = _read_like_samap(tmp_path / "maps" / "hsxt" / "hs_to_xt.txt")
     backward = _read_like_samap(tmp_path / "maps" / "hsxt" / "xt_to_hs.txt")
     genes = {species: set(_genes(aligned_atlas, species)["gene_symbol"]) for species in ("human", FROG)}
@@ -73,7 +74,7 @@ def test_samap_maps_from_alignments_carry_real_evalues_and_bits(aligned_atlas: P
 
 def test_samap_maps_fall_back_to_embedding_hits(atlas: Path, tmp_path: Path) -> None:
     output = _samap(atlas, tmp_path / "maps")
-    assert "from embedding mapping" in output
+    assert "embedding mapping (" in output
     forward = _read_like_samap(tmp_path / "maps" / "hsxt" / "hs_to_xt.txt")
     mapping = read_table(next((atlas / "mappings").glob(f"*/human__{FROG}.parquet")), MAPPING)
     top_k = mapping.filter(pc.and_(pc.is_valid(mapping["rank_ab"]), pc.greater(mapping["score"], 0)))
@@ -81,10 +82,35 @@ def test_samap_maps_fall_back_to_embedding_hits(atlas: Path, tmp_path: Path) -> 
     np.testing.assert_allclose(np.sort(forward["11"].to_numpy()), np.sort(top_k["score"].to_numpy()), rtol=1e-6)
 
 
-def test_samap_ids_with_underscores_are_refused(atlas: Path, tmp_path: Path) -> None:
-    args = ["export", "samap", "--atlas", str(atlas), "--species", "human", "--species", FROG, "--out", str(tmp_path)]
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        ([], f"--id {FROG}={FROG}: {FROG}'s SAMap id must be letters, digits and '-' only"),  # '_' in the name
+        (["--id", "human=../../x"], "--id human=../../x: human's SAMap id must be"),  # issue 19.16: out of --out
+        (["--id", "human=hs", "--id", f"{FROG}=xt", "--id", "rat=rn"], "--id rat=rn: gives an id for rat"),
+    ],
+)
+def test_samap_ids_are_file_name_parts_of_the_species_exported(
+    atlas: Path, tmp_path: Path, ids: list[str], message: str
+) -> None:
+    out = tmp_path / "a" / "b" / "maps"
+    args = ["export", "samap", "--atlas", str(atlas), "--species", "human", "--species", FROG, *ids, "--out", str(out)]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2 and f"--id {FROG}=XX" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert [p.name for p in tmp_path.rglob("*")] == []
+
+
+def test_an_export_over_its_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    """Issue 19.2: `export biomart M --out M` replaced the mapping Parquet with CSV."""
+    original = import_biomart(shared_file("scrna/baron_human2mouse_ensembl.csv.gz"), "human", "mouse")
+    mapping = write_table(original, tmp_path / "human__mouse.parquet", MAPPING, {})
+    before = mapping.read_bytes()
+    for out in (mapping, tmp_path / "link.parquet"):
+        if out != mapping:
+            out.symlink_to(mapping)
+        result = CliRunner().invoke(main, ["export", "biomart", str(mapping), "--out", str(out)])
+        assert result.exit_code == 2 and f"--out {out}: is also an input ({mapping})" in result.output
+    assert mapping.read_bytes() == before
 
 
 def test_saturn_file_is_the_torch_dict_saturn_loads(atlas: Path, tmp_path: Path) -> None:
@@ -103,8 +129,9 @@ def test_biomart_csv_round_trips_through_pandas_and_the_importer(tmp_path: Path)
     original = import_biomart(shared_file("scrna/baron_human2mouse_ensembl.csv.gz"), "human", "mouse")
     mapping = write_table(original, tmp_path / "human__mouse.parquet", MAPPING, {})
     out = tmp_path / "human_mouse.csv"
-    result = CliRunner().invoke(main, ["export", "biomart", str(mapping), "--out", str(out)])
+    result = CliRunner().invoke(main, ["export", "biomart", str(mapping), "--out", str(out), "--format", "json"])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [{"homology rows": original.num_rows, "path": str(out)}]
     frame = pd.read_csv(out)
     assert {"Gene name", "Mouse gene name", "Mouse homology type", "Mouse orthology confidence [0 low, 1 high]"} <= set(
         frame.columns

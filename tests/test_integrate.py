@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from click.testing import CliRunner
 
 from orthovec.cli import main
+from orthovec.core.logs import DataWarning
 from orthovec.integrate.features import Features, SpeciesGeneReport, build_shared
 from orthovec.integrate.inputs import species_counts
 from orthovec.integrate.mappings import load_mappings, symbol_mapping
@@ -30,7 +31,8 @@ def _adata(genes: list[str], counts: list[list[float]], label: str = "beta") -> 
 
 def _pairs_mapping(tmp_path: Path, rows: str, a: str = "human", b: str = "mouse") -> pa.Table:
     path = tmp_path / f"pairs_{a}_{b}.csv"
-    path.write_text("a,b\n" + rows)
+    header = "a,b,score" if rows.split("\n")[0].count(",") == 2 else "a,b"
+    path.write_text(header + "\n" + rows)
     return import_pairs(path, a, b)
 
 
@@ -126,16 +128,17 @@ def test_hostile_counts_are_refused_with_the_reason(counts: list[list[float]], m
 
 
 def test_missing_var_key_is_named() -> None:
-    with pytest.raises(Invalid, match=r"--var-key 'symbol' is not a column of X\.var"):
+    with pytest.raises(Invalid, match=r"var_key='symbol': human: not a column of X\.var"):
         species_counts("human", HUMAN, var_key="symbol")
 
 
-def test_non_integer_values_and_duplicate_names_are_warned_about() -> None:
-    warnings: list[str] = []
+def test_non_integer_values_and_duplicate_names_are_data_warnings() -> None:
     data = _adata(["A", "B", "A"], [[0.5, 1, 4]])
-    counts = species_counts("human", data, warn=warnings.append)
-    assert any("non-integer values" in w for w in warnings)
-    assert any("1 duplicate gene names (e.g. A)" in w and "first occurrence" in w for w in warnings)
+    with pytest.warns(DataWarning) as caught:
+        counts = species_counts("human", data)
+    messages = [str(w.message) for w in caught]
+    assert any("non-integer values" in m for m in messages)
+    assert any("1 duplicate gene names (e.g. A)" in m and "first occurrence" in m for m in messages)
     assert list(counts.gene_names) == ["A", "B", "A"]
 
 
@@ -147,7 +150,7 @@ def test_symbol_matching_is_the_upper_case_baseline() -> None:
 def test_no_mapping_means_an_error_not_the_symbol_baseline() -> None:
     with pytest.raises(Invalid, match="does not fall back to symbols"):
         load_mappings([], {"human": HUMAN.var_names, "mouse": MOUSE.var_names}, "human")
-    _, record = load_mappings(["symbols"], {"human": HUMAN.var_names, "mouse": MOUSE.var_names}, "human")
+    _, record, _ = load_mappings(["symbols"], {"human": HUMAN.var_names, "mouse": MOUSE.var_names}, "human")
     assert record == [
         {"name": "symbols", "path": None, "n_rows": 1, "species_pairs": ["human->mouse"], "sources": ["symbols:upper"]}
     ]
@@ -192,8 +195,8 @@ TINY = [
         (["--mapping", "symbols", "--adata", "human=/nonexistent.h5ad"], "file not found"),
         (["--mapping", "symbols", "--label-key", "nope", *TINY], "no obs column 'nope'"),
         (["--mapping", "symbols", "--label-key", "organ", *TINY], "has a single value ('Pancreas')"),
-        (["--mapping", "symbols", "--var-key", "nope", *TINY], "--var-key 'nope' is not a column"),
-        (TINY, "Give --mapping"),
+        (["--mapping", "symbols", "--var-key", "nope", *TINY], "--var-key nope: human: not a column"),
+        (TINY, "--mapping: Give a mapping"),
     ],
 )
 def test_cli_mistakes_are_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -218,5 +221,61 @@ def test_an_out_directory_of_other_files_is_refused_before_any_work(tmp_path: Pa
     (tmp_path / "thesis.tex").write_text("mine")
     args = ["integrate", "--mapping", "symbols", *TINY, "--out", str(tmp_path)]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2 and "not an orthovec integration" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "holds files orthovec did not write (thesis.tex" in result.output
+    assert "Traceback" not in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]
+
+
+def test_graph_features_project_each_species_onto_the_other_through_the_homology_graph(tmp_path: Path) -> None:
+    """SAMap's projection with counts shared out among homologs: own genes keep their counts, each
+    species' cells get the other species' genes too, and a cell's projected counts sum to its own."""
+    shared, reports = _shared({"human": HUMAN, "mouse": MOUSE}, _pairs_mapping(tmp_path, ROWS), "graph")
+    human_genes = ["human:INS", "human:GCG", "human:AMY2A", "human:AMY2B"]
+    mouse_genes = ["mouse:Ins1", "mouse:Ins2", "mouse:Gcg", "mouse:Amy2a1", "mouse:Amy2a2"]
+    assert list(shared.var_names) == human_genes + mouse_genes
+    counts = pd.DataFrame(shared.X.toarray(), columns=shared.var_names)
+    # human cell 0 (INS 5, GCG 1, AMY2A 2, AMY2B 3): INS splits over Ins1/Ins2, AMY2A and AMY2B over Amy2a1/2.
+    np.testing.assert_allclose(counts.iloc[0], [5, 1, 2, 3, 2.5, 2.5, 1, 2.5, 2.5])
+    # mouse cell 0 (Ins1 2, Ins2 3, Gcg 1, Amy2a1 1, Amy2a2 1): both Ins go to INS; each Amy2a halves over AMY2A/B.
+    np.testing.assert_allclose(counts.iloc[2], [5, 1, 1, 1, 2, 3, 1, 1, 1])
+    own, projected = counts.iloc[:, :4].sum(axis=1), counts.iloc[:, 4:].sum(axis=1)
+    np.testing.assert_allclose(own[:2], projected[:2])  # human cells: projection moves counts, never makes them
+    assert (
+        shared.var.loc["mouse:Ins2", "gene_human"] == "INS" and shared.var.loc["human:INS", "gene_mouse"] == "Ins1,Ins2"
+    )
+    assert reports[0].expressed_genes_lost == 1 and reports[1].expressed_genes_lost == 1  # ONLYHUMAN, Onlymouse
+
+
+def test_graph_edges_are_weighted_by_the_mapping_score(tmp_path: Path) -> None:
+    mapping = _pairs_mapping(tmp_path, "INS,Ins1,0.9\nINS,Ins2,0.3\nGCG,Gcg,1.0\n")
+    shared, _ = _shared({"human": HUMAN, "mouse": MOUSE}, mapping, "graph")
+    counts = pd.DataFrame(shared.X.toarray(), columns=shared.var_names)
+    assert counts.loc[0, "mouse:Ins1"] == pytest.approx(5 * 0.75) and counts.loc[0, "mouse:Ins2"] == pytest.approx(1.25)
+    assert counts.loc[2, "human:INS"] == 2 + 3  # each mouse gene has one human homolog: all its counts go there
+
+
+def test_graph_with_one_to_one_edges_only_is_the_one2one_space_twice(tmp_path: Path) -> None:
+    mapping = _pairs_mapping(tmp_path, "INS,Ins1\nGCG,Gcg\n")
+    graph, _ = _shared({"human": HUMAN, "mouse": MOUSE}, mapping, "graph")
+    one2one, _ = _shared({"human": HUMAN, "mouse": MOUSE}, mapping, "one2one")
+    x = graph.X.toarray()
+    np.testing.assert_array_equal(x[:, :2], one2one.X.toarray())
+    np.testing.assert_array_equal(x[:, 2:], one2one.X.toarray())
+
+
+def test_composition_mixing_reads_cross_species_neighbours_against_what_the_types_allow() -> None:
+    """Type t1 exists in both species (30 a, 20 b), t2 only in a: perfect mixing scores ~1 of the possible,
+    species kept apart ~0, and the ceiling of the raw figure is what the composition allows."""
+    from orthovec.integrate.metrics import _neighbours, composition_mixing
+
+    rng = np.random.default_rng(0)
+    species = np.array(["a"] * 30 + ["b"] * 20 + ["a"] * 30)
+    labels = np.array(["t1"] * 50 + ["t2"] * 30)
+    mixed = np.concatenate([rng.normal(0, 1, (50, 5)), rng.normal(50, 1, (30, 5))])
+    result = composition_mixing(_neighbours(mixed, 15).indices, species, labels)
+    assert 0.8 < result["mixing_of_possible"] < 1.2
+    assert result["cross_species_neighbour_ceiling"] == pytest.approx((30 * 20 / 49 + 20 * 30 / 49) / 80)
+    assert set(result["mixing_per_cell_type"]) == {"t1"}  # t2 cannot mix and is not held against the method
+    apart = mixed.copy()
+    apart[30:50] += 20  # species b's t1 cells moved away from a's
+    assert composition_mixing(_neighbours(apart, 15).indices, species, labels)["mixing_of_possible"] < 0.05

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orthovec.integrate.outputs import staged_output
-from orthovec.schemas.errors import Invalid
+from orthovec.schemas.errors import Invalid, Unavailable
 
 KILLED_WHILE_WRITING = """
 import os, signal, sys
@@ -67,7 +66,7 @@ def test_kill_while_writing_keeps_the_old_set_and_the_next_run_cleans_up(tmp_pat
     assert len(list(tmp_path.glob(".out.*.staging"))) == 1  # the dead run's work, not mixed into out
     with staged_output(out) as staging:
         (staging / "metrics.json").write_text("new")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == {"metrics.json": b"new"}
+    assert (out / "metrics.json").read_bytes() == b"new" and not (out / "shared.h5ad").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
@@ -84,16 +83,28 @@ def test_kill_between_the_two_renames_is_repaired_by_the_next_run(tmp_path: Path
 
 def test_a_directory_of_other_files_is_not_replaced(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(Invalid, match="not an orthovec integration"), staged_output(tmp_path):
+    with pytest.raises(Invalid, match="orthovec did not write"), staged_output(tmp_path):
         pass
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_read_only_parent_is_one_message(tmp_path: Path) -> None:
-    tmp_path.chmod(0o555)
-    try:
-        with pytest.raises(Exception, match="cannot be written"), staged_output(tmp_path / "out"):
-            pass
-    finally:
-        tmp_path.chmod(0o755)
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's sysfs, which refuses new files")
+def test_an_unwritable_parent_is_one_message(tmp_path: Path) -> None:
+    """sysfs refuses a new directory even to root (EPERM, or EROFS where it is mounted read-only), so
+    this runs in CI as root, where a chmod 555 directory would not stop the write."""
+    with pytest.raises(Unavailable, match="cannot be written"), staged_output(Path("/sys/kernel/orthovec-out")):
+        pass
+
+
+def test_a_previous_result_is_replaced_only_when_its_manifest_lists_every_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with staged_output(out) as staging:
+        (staging / "metrics.json").write_text("first")
+    assert (out / "orthovec-outputs.json").is_file()
+    with staged_output(out) as staging:  # orthovec's own result: replaced
+        (staging / "metrics.json").write_text("second")
+    assert (out / "metrics.json").read_text() == "second"
+    (out / "input.h5ad").write_bytes(b"the user's")
+    with pytest.raises(Invalid, match=r"holds files orthovec did not write \(input\.h5ad"), staged_output(out):
+        pass
+    assert (out / "input.h5ad").read_bytes() == b"the user's" and (out / "metrics.json").read_text() == "second"

@@ -153,7 +153,7 @@ def test_a_failed_rerun_leaves_the_previous_result_whole(
     monkeypatch.setattr(ad.AnnData, "write_h5ad", full_disk)
     data = {name: ad.read_h5ad(inputs[name]) for name in ("human", "mouse")}
     with pytest.raises(Unavailable, match=r"No space left.*previous result, if any, is unchanged"):
-        integrate_species(data, [inputs["human__mouse"]], out, IntegrateConfig(), log=lambda m: None)
+        integrate_species(data, [inputs["human__mouse"]], out, IntegrateConfig())
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -167,9 +167,46 @@ def test_scanvi_sees_one_species_labels_and_records_it(inputs: dict[str, Path]) 
     from orthovec.integrate.process import ProcessConfig, process
 
     counts = {s: species_counts(s, ad.read_h5ad(inputs[s])) for s in ("human", "mouse")}
-    mapping, _ = load_mappings([inputs["human__mouse"]], {s: c.gene_names for s, c in counts.items()}, "human")
+    mapping, _, _ = load_mappings([inputs["human__mouse"]], {s: c.gene_names for s, c in counts.items()}, "human")
     shared, _ = build_shared(counts, mapping)
     config = ProcessConfig(correct="scanvi", max_epochs=2, scanvi_epochs=2, scanvi_labels_from="mouse")
     record = process(shared, config, "cell_ontology_class")
     assert record["embedding"] == "X_scanvi" and record["scanvi_labels_from"] == "mouse"
     assert record["scvi_epochs"] == 2 and shared.obsm["X_scanvi"].shape == (shared.n_obs, 30)
+
+
+def test_three_species_share_one_group_space_through_the_groups_table(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """`orthovec map A B C`'s groups__A__B__C.parquet joins all three species at once (issue 22.4)."""
+    from orthovec.lookup.homology.mapping import write_table_groups
+    from orthovec.schemas.atlas import Atlas
+
+    atlas = Atlas(tmp_path / "atlas")
+    tables = {("human", s): read_table(inputs[f"human__{s}"], MAPPING) for s in ("mouse", "rat")}
+    write_table_groups(atlas, "ensembl", ["human", "mouse", "rat"], tables)
+    groups = atlas.multi_mapping("ensembl", ["human", "mouse", "rat"])
+    args = ["integrate", "--mapping", str(groups), "--features", "groups", "--out", str(tmp_path / "out")]
+    for species in ("human", "mouse", "rat"):
+        args += ["--adata", f"{species}={inputs[species]}"]
+    result = CliRunner().invoke(main, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["mapping"][0]["kind"] == "homology_groups" and metrics["features"]["kind"] == "groups"
+    assert metrics["n_features"] > 1000  # the tiny files hold 1,592 one-to-one orthologs
+    assert min(metrics["label_transfer"].values()) > 0.5  # 10 shared cell types: chance is ~0.1
+    shared = ad.read_h5ad(tmp_path / "out" / "shared.h5ad", backed="r")
+    assert (shared.var["gene_mouse"] == shared.var["gene_rat"]).all()  # rat is the mouse file relabelled
+    assert shared.var[["gene_human", "gene_mouse"]].map(len).gt(0).all(axis=None)  # every group in every species
+
+
+def test_a_groups_table_makes_group_features_only(inputs: dict[str, Path], tmp_path: Path) -> None:
+    from orthovec.lookup.homology.mapping import write_table_groups
+    from orthovec.schemas.atlas import Atlas
+
+    atlas = Atlas(tmp_path / "atlas")
+    tables = {("human", s): read_table(inputs[f"human__{s}"], MAPPING) for s in ("mouse", "rat")}
+    write_table_groups(atlas, "ensembl", ["human", "mouse", "rat"], tables)
+    args = ["integrate", "--mapping", str(atlas.multi_mapping("ensembl", ["human", "mouse", "rat"]))]
+    for species in ("human", "mouse"):
+        args += ["--adata", f"{species}={inputs[species]}"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--features one2one: a multi-species homology-groups table" in result.output
