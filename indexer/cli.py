@@ -10,14 +10,14 @@ from pathlib import Path
 
 import click
 
-from orthovec.core.options import emit_rows, output_format
+from orthovec.core.options import emit_rows, number_option, output_format
 from orthovec.embedding.architectures import RANDOM_ARCHITECTURES, architecture_name
 
 
 @click.command("random-weights")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--arch", type=click.Choice(list(RANDOM_ARCHITECTURES)), default="8M", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@number_option("--seed", rule="seed", default=0, show_default=True)
 @output_format()
 def random_weights_command(out: Path, arch: str, seed: int, fmt: str) -> None:
     """Write a random-weight ESM-2 checkpoint of a real architecture to OUT (a .pt file or a directory).

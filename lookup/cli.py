@@ -441,7 +441,7 @@ def load_command(
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to listen on every interface.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@number_option("--port", rule="port", default=8000, show_default=True)
 @atlas_option
 @qdrant_options()
 @click.option(
@@ -462,9 +462,9 @@ def load_command(
     multiple=True,
     help="Allow browser calls from this origin (repeatable; default none).",
 )
-@click.option(
+@number_option(
     "--request-timeout",
-    type=click.FloatRange(min=0.1),
+    rule="request_timeout",
     default=30.0,
     show_default=True,
     help="Seconds a client has to send a whole request; a slower one gets 408 and is disconnected.",

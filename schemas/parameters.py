@@ -76,6 +76,7 @@ RULES: dict[str, NumberRule] = {
         NumberRule("threads", int, "CPU threads", low=1, high=4096),
         NumberRule("jobs", int, "steps run at once", low=1, high=4096),
         NumberRule("taxid", int, "NCBI taxonomy id", low=1, high=TAXID_MAX),
+        NumberRule("seed", int, "random seed", low=0, high=2**32 - 1),
         NumberRule("layer", int, "representation layer (negative counts from the last)", low=-100, high=100),
         NumberRule("toks_per_batch", int, "tokens per batch", low=64, high=10_000_000),
         NumberRule("chunk_residues", int, "residues per cached embedding chunk", low=1, high=10_000_000_000),

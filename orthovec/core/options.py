@@ -224,21 +224,35 @@ def shard_option(help_text: str) -> Callable[[F], F]:
     return click.option("--shard", callback=_parse_shard, metavar="I/N", help=help_text)
 
 
-def number_option(*decls: str, rule: str, **kwargs: Any) -> Callable[[F], F]:
-    """A numeric option checked by the shared rule `rule` (`orthovec.schemas.parameters.RULES`),
-    so the command line refuses exactly what the manifest and HTTP refuse (NaN, out of range)."""
-    from orthovec.schemas.errors import Invalid
-    from orthovec.schemas.parameters import RULES
+class RuleNumber(click.ParamType):
+    """A number checked by one shared rule (`orthovec.schemas.parameters.RULES`), as a click type,
+    so the command line refuses exactly what the manifest and HTTP refuse (NaN, out of range), and
+    a test can find every numeric option of the command tree and the rule that guards it."""
 
-    number = RULES[rule]
+    def __init__(self, rule: str) -> None:
+        from orthovec.schemas.parameters import RULES
 
-    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if value is None:
-            return None
+        self.rule = RULES[rule]
+        self.name = "integer" if self.rule.kind is int else "float"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return self.name.upper()
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from orthovec.schemas.errors import Invalid
+
+        if isinstance(value, str):  # click's own parsing and its message for "abc"
+            base: click.ParamType = click.INT if self.rule.kind is int else click.FLOAT
+            value = base.convert(value, param, ctx)
         try:
-            return number.check(value, param=param.name)
-        except Invalid as err:
-            raise click.BadParameter(f"{value}: expected {number.allowed()}.") from err
+            return self.rule.check(value, param=param.name if param else None)
+        except Invalid:
+            self.fail(f"{value}: expected {self.rule.allowed()}.", param, ctx)
 
-    kwargs.setdefault("help", number.what[:1].upper() + number.what[1:] + ".")
-    return click.option(*decls, type=float if number.kind is float else int, callback=check, **kwargs)
+
+def number_option(*decls: str, rule: str, **kwargs: Any) -> Callable[[F], F]:
+    """A numeric option checked by the shared rule `rule` (see `RuleNumber`)."""
+    number = RuleNumber(rule)
+    what = number.rule.what
+    kwargs.setdefault("help", what[:1].upper() + what[1:] + ".")
+    return click.option(*decls, type=number, **kwargs)
