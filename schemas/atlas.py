@@ -114,6 +114,10 @@ class Atlas:
         """Exclusive for a writer of the embedded store, shared for its readers (see `schemas.locks`)."""
         return self.root / "qdrant" / ".lock"
 
+    def serving_record(self) -> Path:
+        """Where a running `orthovec serve` says it answers, for readers beside it (`lookup.store.serving`)."""
+        return self.root / "serving.json"
+
     def qdrant(self, model: str) -> Path:
         """One embedded Qdrant Edge shard per model (vector sizes differ between models)."""
         return self.root / "qdrant" / check_name("model", model)
