@@ -209,6 +209,7 @@ def row(mapping: str, features: str, correct: str, result: dict[str, Any]) -> st
         f"{lost['human']:,} / {lost['mouse']:,}",
         *(f"{v:.3f}" for v in values),
         f"{result['seconds']:.0f} s",
+        result.get("load", "?"),
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -227,6 +228,11 @@ def per_type_table(results: dict[str, Any], keys: list[str]) -> list[str]:
     return lines
 
 
+def _load() -> str:
+    """The 1-minute load average now: each row says the load it ran under, not only the run's ends."""
+    return Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").is_file() else "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="Folder for mapping files and results (not git).")
@@ -241,15 +247,17 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; at start: {load}", flush=True)
     results_path = args.work / "integration_results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    header = ["gene mapping", "features", "correction", "n features", "expressed genes lost (h / m)", *COLUMNS, "time"]
+    header = ["gene mapping", "features", "correction", "n features", "expressed genes lost (h / m)", *COLUMNS]
+    header += ["time", "load (1 min)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in args.rows.split(","):
         name, features, correct = key.split("/")
         if key not in results:
             mapping = build_mapping(name, args.work, args.atlas)
             trained = "scanvi" if correct == "scvi" else correct  # the scvi row comes from the scanvi run
+            before = _load()
             for produced, result in run_setting(mapping, features, trained, args.work / "curves").items():
-                results[f"{name}/{features}/{produced}"] = result
+                results[f"{name}/{features}/{produced}"] = result | {"load": f"{before} -> {_load()}"}
             results_path.write_text(json.dumps(results, indent=1, default=str))
         lines.append(row(name, features, correct, results[key]))
         print(lines[-1], flush=True)

@@ -92,16 +92,19 @@ def _pair_rows(mapping: pl.DataFrame, reference: str, others: list[str]) -> dict
     missing = [s for s in [reference, *others] if s not in names]
     if missing:
         raise NotFound(
-            f"Species {', '.join(missing)} not in the mapping (it has {', '.join(sorted(names))}); name each "
-            "--adata after a species of the mapping (SPECIES=PATH)."
+            f"species {', '.join(missing)} not in the mapping (it has {', '.join(sorted(names))}); name each "
+            "species' data after a species of the mapping.",
+            param="adatas",
         )
     rows = {other: _orient(mapping, reference, other) for other in others}
     unlinked = [other for other, r in rows.items() if r.is_empty()]
     if unlinked:
         raise NotFound(
-            f"Species are joined through the reference species '{reference}', but no mapping table links it to "
-            f"{', '.join(unlinked)}. Add a --mapping for {', '.join(f'{reference}__{o}' for o in unlinked)}, or "
-            "choose another --reference."
+            f"species are joined through the reference species '{reference}', but no mapping table links it to "
+            f"{', '.join(unlinked)}. Add a mapping table for {', '.join(f'{reference}__{o}' for o in unlinked)}, "
+            "or choose another reference species.",
+            param="reference",
+            value=reference,
         )
     return rows
 
@@ -213,7 +216,8 @@ def _assemble(
         examples = {s: ", ".join(list(names[s][:3])) for s in species}
         raise NotFound(
             f"No shared genes between the data and the mapping ({features}) across {', '.join(species)}. Data "
-            f"genes look like {examples}. Check the species names, --var-key, or the mapping."
+            f"genes look like {examples}. Check the species names, var_key (the var column of gene names) "
+            "or the mapping."
         )
     blocks, reports = [], []
     for s in species:

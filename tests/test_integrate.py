@@ -99,7 +99,7 @@ def test_a_species_without_a_mapping_to_the_reference_is_named(tmp_path: Path) -
     rat = _adata(["Gcg"], [[7]])
     mouse_rat = _pairs_mapping(tmp_path, "Gcg,Gcg\n", "mouse", "rat")
     mapping = pa.concat_tables([_pairs_mapping(tmp_path, ROWS), mouse_rat])
-    with pytest.raises(NotFound, match=r"through the reference species 'human'.*human__rat"):
+    with pytest.raises(NotFound, match=r"reference='human': species are joined through .*mapping table for human__rat"):
         _shared({"human": HUMAN, "mouse": MOUSE, "rat": rat}, mapping)
 
 
@@ -158,7 +158,7 @@ def test_no_mapping_means_an_error_not_the_symbol_baseline() -> None:
 
 def test_mismatched_species_names_and_no_shared_genes_are_clear(tmp_path: Path) -> None:
     mapping = _pairs_mapping(tmp_path, ROWS)
-    with pytest.raises(NotFound, match=r"Species frog not in the mapping \(it has human, mouse\)"):
+    with pytest.raises(NotFound, match=r"adatas: species frog not in the mapping \(it has human, mouse\)"):
         _shared({"human": HUMAN, "frog": MOUSE}, mapping)
     with pytest.raises(NotFound, match="No shared genes"):
         _shared({"human": HUMAN, "mouse": MOUSE}, _pairs_mapping(tmp_path, "FOO,Bar\n"))

@@ -91,8 +91,21 @@ def test_an_input_inside_the_output_directory_is_refused_and_kept(small: dict[st
 def test_float_counts_are_a_data_warning_from_the_python_api(small: dict[str, Path], tmp_path: Path) -> None:
     human = ad.read_h5ad(small["human"])
     human.X = human.X * 0.5  # normalised-looking values
-    with pytest.warns(DataWarning, match="human: X holds non-integer values"):
+    with pytest.warns(UserWarning, match="human: X holds non-integer values") as caught:
         ov.integrate_species({"human": human, "mouse": small["mouse"]}, [small["mapping"]], tmp_path / "out")
+    # a UserWarning that Python shows by default, of orthovec's own kind so users can filter it (issue 21)
+    assert any(isinstance(w.message, DataWarning) for w in caught if "non-integer" in str(w.message))
+
+
+def test_a_species_the_mapping_lacks_is_named_as_each_front_end_spells_it(
+    small: dict[str, Path], tmp_path: Path
+) -> None:
+    args = ["integrate", "--mapping", str(small["mapping"]), "--adata", f"human={small['human']}"]
+    result = CliRunner().invoke(main, [*args, "--adata", f"frog={small['mouse']}", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--adata: species frog not in the mapping (it has human, mouse)" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+    with pytest.raises(NotFound, match=r"^adatas: species frog not in the mapping"):
+        ov.integrate_species({"human": small["human"], "frog": small["mouse"]}, [small["mapping"]], tmp_path / "o")
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,6 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     "lookup/homology/evaluate.py": {"cli flag in a message"},
     "lookup/homology/imported.py": {"cli flag in a message"},
     "lookup/homology/mapping.py": {"cli flag in a message"},
-    "integrate/features.py": {"cli flag in a message"},
 }
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
