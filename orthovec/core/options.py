@@ -241,13 +241,14 @@ class RuleNumber(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from orthovec.schemas.errors import Invalid
 
+        given = value  # the error echoes what the user typed (-1e20, not -1e+20)
         if isinstance(value, str):  # click's own parsing and its message for "abc"
             base: click.ParamType = click.INT if self.rule.kind is int else click.FLOAT
             value = base.convert(value, param, ctx)
         try:
             return self.rule.check(value, param=param.name if param else None)
         except Invalid:
-            self.fail(f"{value}: expected {self.rule.allowed()}.", param, ctx)
+            self.fail(f"{given}: expected {self.rule.allowed()}.", param, ctx)
 
 
 def number_option(*decls: str, rule: str, **kwargs: Any) -> Callable[[F], F]:
