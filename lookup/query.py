@@ -182,11 +182,3 @@ def homologs_of_gene(
     query = resolve_gene(store, model, from_species, gene)
     vector = store.gene_vectors(model, from_species, [query.gene_id])
     return search_vectors(store, model, vector, targets, k, from_species, [query])[0]
-
-
-def homologs_of_vectors(
-    store: GeneStore, model: str, vectors: np.ndarray, to_species: Sequence[str], k: int = 10
-) -> list[list[Hit]]:
-    """Neighbours of embedded raw sequences (no source gene, so no RBH flag)."""
-    check_species(store, model, to_species)
-    return search_vectors(store, model, vectors, to_species, k, None, [None] * len(vectors))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orthovec.lookup.query import homologs_of_gene, homologs_of_vectors
+from orthovec.lookup.query import GeneRef, homologs_of_gene, search_vectors
 from orthovec.lookup.store import GeneStore, open_store
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
@@ -88,6 +88,14 @@ def test_an_ambiguous_symbol_lists_its_candidates(tmp_path: Path) -> None:
 
 def test_raw_vectors_are_searched_without_rbh(store: GeneStore) -> None:
     query = store.gene_vectors(MODEL, "human", ["H4", "H9"])
-    hits = homologs_of_vectors(store, MODEL, query, ["mouse"], k=2)
+    hits = search_vectors(store, MODEL, query, ["mouse"], 2, None, [None, None])
     assert [row[0].gene_id for row in hits] == ["M4", "M9"]
     assert not any(h.is_rbh for row in hits for h in row)
+
+
+def test_in_the_genes_own_species_its_neighbours_are_paralogs_never_itself(store: GeneStore) -> None:
+    (gene,) = store.find_genes(MODEL, "mouse", "M0")
+    query = GeneRef(gene.species, gene.gene_id, gene.gene_symbol)
+    (hits,) = search_vectors(store, MODEL, store.gene_vectors(MODEL, "mouse", ["M0"]), ["mouse"], 3, "mouse", [query])
+    assert hits[0].gene_id == "M30" and "M0" not in {h.gene_id for h in hits}  # its near-copy
+    assert len(hits) == 3 and not any(h.is_rbh for h in hits)
