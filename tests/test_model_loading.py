@@ -72,6 +72,12 @@ def test_architecture_mismatch_names_both_shapes(tiny_checkpoint: Path) -> None:
     assert error.value.param == "model" and "Choose model esm2_t2_d64_custom" in str(error.value)
 
 
+def test_neither_a_model_nor_weights_names_the_missing_parameter() -> None:
+    with pytest.raises(Invalid, match=r"^model: is needed when no weights are given") as refused:
+        load_model(None, None)
+    assert refused.value.param == "model"
+
+
 def test_unknown_model_name_lists_the_valid_ones() -> None:
     with pytest.raises(NotFound, match="model='esm2_t7_9M': is not an ESM-2 model") as error:
         load_model("esm2_t7_9M", None, "cpu")

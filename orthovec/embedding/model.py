@@ -23,7 +23,7 @@ import torch
 from esm.model.esm2 import ESM2
 
 from orthovec.embedding.architectures import CUSTOM_NAME, ESM2_ARCHITECTURES, architecture_name
-from orthovec.schemas.errors import Invalid, NotFound, Unavailable, UserError
+from orthovec.schemas.errors import Invalid, NotFound, Unavailable
 
 HUB_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 DOWNLOAD_TIMEOUT_S = 30
@@ -75,7 +75,7 @@ def _first_line(err: BaseException) -> str:
 
 
 def read_checkpoint(path: Path) -> dict:
-    """The checkpoint's dict, or a UserError naming the file."""
+    """The checkpoint's dict, or an `Invalid` naming the file."""
     unreadable = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError)
     try:
         # torch >= 2.6 loads with weights_only=True and refuses fair-esm's pickled argparse.Namespace
@@ -156,9 +156,7 @@ def load_model(model_name: str | None, weights: Path | None, device: str = "auto
     `model_name` None is allowed with `weights` and means "whatever architecture the file holds".
     """
     if model_name is None and weights is None:
-        raise UserError(
-            "is needed when no weights are given: name an ESM-2 model or give its checkpoint.", param="model"
-        )
+        raise Invalid("is needed when no weights are given: name an ESM-2 model or give its checkpoint.", param="model")
     if model_name is not None and model_name not in ESM2_ARCHITECTURES and not CUSTOM_NAME.match(model_name):
         raise NotFound("is not an ESM-2 model.", param="model", value=model_name, choices=list(ESM2_ARCHITECTURES))
     resolved = resolve_device(device)
