@@ -101,7 +101,10 @@ def test_listing_and_query_commands_print_tsv_and_json(demo_atlas: Path) -> None
     assert {row["species"] for row in species} == {"human", "xenopus_tropicalis"}
 
 
-def test_import_homology_takes_input_format_and_prints_in_each_format(tmp_path: Path) -> None:
+def test_import_homology_takes_input_format_and_prints_in_each_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the relative --out lands here, not in the repository
     pairs = EXAMPLES / "demo_orthologs.tsv"
     base = ["import-homology", str(pairs), "--from", "human", "--to", "xenopus_tropicalis", "--atlas", str(tmp_path)]
     result = CliRunner().invoke(main, [*base, "--input-format", "pairs", "--format", "json", "--out", "a.parquet"])
