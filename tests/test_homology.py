@@ -179,8 +179,9 @@ def test_a_mouse_side_export_is_oriented_by_its_column_names_whatever_the_specie
 
 def test_an_export_whose_target_is_neither_species_is_refused() -> None:
     export = shared_file("scrna/baron_human2mouse_ensembl.csv.gz")
-    with pytest.raises(UserError, match=r"target species 'human'.*neither --from rat nor --to dog.*will not guess"):
+    with pytest.raises(UserError, match=r"target species 'human'.*neither 'rat' nor 'dog'.*will not guess") as error:
         import_biomart(export, "rat", "dog")
+    assert (error.value.param, error.value.value) == ("species_b", "dog")  # the CLI says `--to dog: ...`
 
 
 def _ensembl_and_embedding(tmp_path: Path, embedding_species: tuple[str, str], symbols: tuple[str, str]) -> Path:
@@ -199,8 +200,9 @@ def _ensembl_and_embedding(tmp_path: Path, embedding_species: tuple[str, str], s
 def test_fused_import_refuses_an_embedding_mapping_of_other_species(tmp_path: Path) -> None:
     """Issue 11 item 7: a human → frog mapping used to fill frog scores into human → mouse pairs."""
     frog = _ensembl_and_embedding(tmp_path, ("human", "xenopus_tropicalis"), ("TP53", "tp53"))
-    with pytest.raises(UserError, match=r"maps human → xenopus_tropicalis.*human → mouse"):
+    with pytest.raises(UserError, match=r"maps human → xenopus_tropicalis.*human → mouse") as error:
         import_homology(tmp_path / "ens.tsv", "human", "mouse", "biomart", "fused", frog)
+    assert error.value.param == "embedding_mapping"
 
 
 def test_fused_import_refuses_an_embedding_mapping_in_another_gene_space(tmp_path: Path) -> None:

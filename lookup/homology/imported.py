@@ -150,7 +150,7 @@ def _species_matches(label: str, species: str) -> bool:
 
 
 def _biomart_swap(label: str, species_a: str, species_b: str, source: str) -> bool:
-    """Whether the file's query side is our B, decided by its column names against --from/--to."""
+    """Whether the file's query side is our B, decided by its column names against species A and B."""
     is_a, is_b = _species_matches(label, species_a), _species_matches(label, species_b)
     if is_b and not is_a:
         return False
@@ -159,13 +159,12 @@ def _biomart_swap(label: str, species_a: str, species_b: str, source: str) -> bo
     names = " / ".join(sorted(_label_names(label)))
     raise Invalid(
         f"{source}: the columns name the target species '{label}' ({names}), which "
-        + (
-            f"matches both --from {species_a} and --to {species_b}"
-            if is_a
-            else f"is neither --from {species_a} nor --to {species_b}"
-        )
-        + "; orthovec will not guess which side is which. Name the species as the file does (for example "
-        f"--to {label.replace(' ', '_')}), or convert the file with --format pairs --col-a/--col-b."
+        + (f"matches both {species_a!r} and {species_b!r}" if is_a else f"is neither {species_a!r} nor {species_b!r}")
+        + "; orthovec will not guess which side is which.",
+        param="species_b",
+        value=species_b,
+        hint=f"Name the species as the file does (for example {label.replace(' ', '_')!r}), or import the file "
+        "as gene pairs with its two gene columns named.",
     )
 
 
@@ -291,7 +290,9 @@ def _check_same_pair(imported: pl.DataFrame, embedded: pl.DataFrame, path: Path)
         described = ", ".join(f"{a} → {b}" for a, b in found) or "no rows"
         raise Invalid(
             f"{path}: maps {described}, but the homology being imported is {wanted[0]} → {wanted[1]}; give an "
-            f"`orthovec map {wanted[0]} {wanted[1]}` table as --embedding-mapping."
+            f"`orthovec map {wanted[0]} {wanted[1]}` table.",
+            param="embedding_mapping",
+            value=path,
         )
     for side in ("a", "b"):
         ours = set(imported[f"gene_symbol_{side}"].drop_nulls().str.to_uppercase().to_list())
