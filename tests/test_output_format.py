@@ -22,14 +22,6 @@ NOT_PRINTING = {
     "serve": "runs the HTTP service until stopped",
     "demo": "a guided tour in numbered steps; its results are files, listed at its end",
 }
-#: Printing commands that do not yet offer all three formats. This list may only shrink: when a
-#: command gains --format table|tsv|json, the test below fails until its entry is removed.
-KNOWN_WITHOUT_FORMAT = {
-    "align",
-    "export samap",
-    "export saturn",
-    "export biomart",
-}
 
 
 def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> dict[str, click.Command]:
@@ -58,14 +50,11 @@ def _offers_every_format(command: click.Command) -> bool:
 @pytest.mark.parametrize("name", sorted(set(COMMANDS) - set(NOT_PRINTING)))
 def test_every_printing_command_offers_table_tsv_and_json(name: str) -> None:
     offers = _offers_every_format(COMMANDS[name])
-    if name in KNOWN_WITHOUT_FORMAT:
-        assert not offers, f"`orthovec {name}` now offers --format table|tsv|json: remove it from KNOWN_WITHOUT_FORMAT"
-    else:
-        assert offers, f"`orthovec {name}` prints results but lacks --format table|tsv|json (default table)"
+    assert offers, f"`orthovec {name}` prints results but lacks --format table|tsv|json (default table)"
 
 
-def test_the_lists_of_exceptions_name_real_commands() -> None:
-    assert set(NOT_PRINTING).issubset(COMMANDS) and KNOWN_WITHOUT_FORMAT.issubset(COMMANDS)
+def test_the_commands_that_print_no_table_are_real_commands() -> None:
+    assert set(NOT_PRINTING).issubset(COMMANDS)
 
 
 def _tsv(output: str) -> list[dict[str, str]]:
