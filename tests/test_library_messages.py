@@ -18,10 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = ("orthovec", "indexer", "lookup", "integrate", "schemas")
 CLICK_LAYER = {"orthovec/core/options.py"}
 
-#: Library modules that still break a rule, with the rule. The area helpers are converting theirs;
-#: this list may only shrink (a listed module that now passes fails the test until it is removed).
-KNOWN_OFFENDERS: dict[str, set[str]] = {}
-
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 #: A string that is one flag and nothing else is an argument for a program orthovec runs (MMseqs2).
 PROGRAM_ARGUMENT = re.compile(r"\s*--[a-z0-9-]+\s*")
@@ -77,11 +73,7 @@ def _problems(source: str, name: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("relative", library_modules())
 def test_library_modules_name_parameters_and_report_through_logging(relative: str) -> None:
     problems = _problems((ROOT / relative).read_text(), relative)
-    known = KNOWN_OFFENDERS.get(relative, set())
-    unexpected = {rule: found for rule, found in problems.items() if rule not in known}
-    assert not unexpected, f"{relative}: {unexpected}"
-    fixed = known - set(problems)
-    assert not fixed, f"{relative} no longer breaks {sorted(fixed)}: remove it from KNOWN_OFFENDERS"
+    assert not problems, f"{relative}: {problems}"
 
 
 def test_the_scan_sees_what_it_looks_for() -> None:
@@ -103,7 +95,3 @@ def test_the_scan_sees_what_it_looks_for() -> None:
     flags = sorted(p.split(": ")[1] for p in problems["cli flag in a message"])
     assert flags == ["--atlas", "--format", "--max-evalue", "--sensitivity", "--weights"]  # not --margin, --threads
     assert len(problems["print"]) == 2 and len(problems["log callable"]) == 1
-
-
-def test_known_offenders_are_library_modules() -> None:
-    assert set(KNOWN_OFFENDERS).issubset(library_modules())
