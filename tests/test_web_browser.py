@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -294,12 +295,10 @@ def test_a_pasted_sequence_finds_its_own_gene_and_the_footer_shows_provenance(
     with gzip.open(ROOT / "orthovec" / "examples" / "xenopus_tropicalis_demo.fasta.gz", "rt") as handle:
         header, sequence = next(SimpleFastaParser(handle))
     _open(browser, server.url)
-    browser.find_element(By.CSS_SELECTOR, "#sequence-panel summary").click()
-    Select(browser.find_element(By.ID, "to-species")).select_by_value(FROG)
-    browser.find_element(By.ID, "sequence").send_keys(sequence)
-    browser.find_element(By.ID, "search-sequence").click()
-    _wait(browser, lambda d: _rows(d))
-    assert _rows(browser)[0][_column(browser, "Symbol")] == header.split("GN=")[1].split()[0]
+    _paste_sequence(browser, sequence, FROG)
+    first = _rows(browser)[0]
+    assert first[_column(browser, "Symbol")] == header.split("GN=")[1].split()[0]
+    assert first[_column(browser, "Evidence")] == "both" and first[_column(browser, "Identity")] == "1.0000"
     (model,) = _api(server, "atlas")["models"]
     footer = browser.find_element(By.ID, "provenance").text
     assert model["weights_sha256"] in footer and "2 species, 300 genes" in footer and model["model"] in footer
@@ -350,8 +349,43 @@ def test_with_an_api_key_the_page_asks_for_it_and_sends_it(demo_atlas: Path, bro
         browser.find_element(By.ID, "api-key").send_keys("k3y", Keys.ENTER)
         _wait(browser, lambda d: "weights sha256" in d.find_element(By.ID, "provenance").text)
         assert not browser.find_element(By.ID, "key-form").is_displayed()
-        assert not browser.find_element(By.ID, "sequence-panel").is_displayed()  # this server has no --weights
         _look_up(browser, "AK2", "human", FROG)
         _wait(browser, lambda d: _rows(d))
+        # This server has no weights: a pasted sequence is searched with MMseqs2 alone.
+        assert "MMseqs2 search (no weights to embed with)" in browser.find_element(By.ID, "provenance").text
+        _paste_sequence(browser, _mutated(_human_protein("ETF1"), 0.10), FROG)
+        first = _rows(browser)[0]
+        assert first[_column(browser, "Symbol")] == "etf1" and first[_column(browser, "Evidence")] == "alignment"
+        assert "Cosine" not in [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#results thead th")]
     finally:
         keyed.stop()
+
+
+def _human_protein(symbol: str) -> str:
+    import gzip
+
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    with gzip.open(ROOT / "orthovec" / "examples" / "human_demo.fasta.gz", "rt") as handle:
+        return next(sequence for header, sequence in SimpleFastaParser(handle) if f"GN={symbol} " in header)
+
+
+def _mutated(sequence: str, share: float, seed: int = 7) -> str:
+    """`sequence` with `share` of its positions (never the first) changed to another amino acid."""
+    rng = random.Random(seed)
+    residues = list(sequence)
+    for position in rng.sample(range(1, len(residues)), round(share * len(residues))):
+        residues[position] = rng.choice([a for a in "ACDEFGHIKLMNPQRSTVWY" if a != residues[position]])
+    return "".join(residues)
+
+
+def _paste_sequence(driver: WebDriver, sequence: str, target: str) -> None:
+    """Open the sequence panel, paste, search, and wait for the rows."""
+    if not driver.find_element(By.ID, "sequence").is_displayed():
+        driver.find_element(By.CSS_SELECTOR, "#sequence-panel summary").click()
+    Select(driver.find_element(By.ID, "to-species")).select_by_value(target)
+    box = driver.find_element(By.ID, "sequence")
+    box.clear()
+    box.send_keys(sequence)
+    driver.find_element(By.ID, "search-sequence").click()
+    _wait(driver, lambda d: "Genes like the pasted sequence" in d.find_element(By.ID, "results").text, timeout=60)
