@@ -2,12 +2,14 @@
 
     nice -n 10 python benchmarks/align_quality.py --atlas /tmp/align-atlas --proteins-only --modes [--threads 2]
 
-`--modes` (issue 20 item 1): the adaptive search (`orthovec align`, the default) beside the
-exhaustive one at MMseqs2's default sensitivity (`orthovec align --sensitivity 5.7`, today's
-default search), each from a fresh copy of the atlas's proteins (so each pays for its own
+`--modes [--settle 0.3,0.5]` (issue 20 item 1): the adaptive search (`orthovec align`, the
+default) beside the exhaustive one at MMseqs2's default sensitivity (`orthovec align
+--sensitivity 5.7`, the former default search), and the adaptive search at each other
+`settle_bsr` given, each from a fresh copy of the atlas's proteins (so each pays for its own
 per-species databases), in the same run: wall time of human × mouse and human × X. tropicalis,
-the speed-up, and greedy one-to-one precision / recall against Ensembl one2one (human × mouse)
-and DIOPT ≥ 5 (human × frog) of the alignment-only map each mode gives.
+the speed-up, greedy one-to-one precision / recall against Ensembl one2one (human × mouse) and
+DIOPT ≥ 5 (human × frog) of the alignment-only map each gives, and the search each table's
+provenance says ran.
 
 The atlas holds `human`, `mouse` and `xenopus_tropicalis` from ../shared/data/proteomes/ (indexed
 with `orthovec index ... --weights TINY.pt`, or, with `--proteins-only`, just their proteins so
@@ -164,35 +166,68 @@ def speed(atlas_root: Path, threads: int, proteins: int | None) -> None:
     print("share of `orthovec align` time: " + ", ".join(f"{k} {v / wall:.0%}" for k, v in steps.items()))
 
 
-def modes(atlas_root: Path, threads: int) -> None:
-    """Adaptive vs exhaustive `orthovec align`, each on its own fresh atlas, timed and scored."""
+# One adaptive run at another `settle_bsr` than the default: the same `align_species`, with the
+# threshold swapped in; the table's provenance records the threshold that ran.
+SETTLE_CHILD = """
+import dataclasses, sys
+from pathlib import Path
+from orthovec.lookup.homology import align
+from orthovec.schemas.atlas import Atlas
+atlas, species_b, threads, settle = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+align.align_params = lambda sensitivity=None: dataclasses.replace(align.AlignParams(), settle_bsr=settle)
+align.align_species(Atlas(atlas), "human", species_b, threads=threads)
+"""
+
+
+def modes(atlas_root: Path, threads: int, settles: list[float]) -> None:
+    """Exhaustive vs adaptive `orthovec align` (the default, and each other `settle_bsr` asked
+    for), each on its own fresh atlas, timed and scored; the provenance of every table is read
+    back to show the search that ran."""
     import shutil
 
+    from orthovec.lookup.homology.align import AlignParams
     from orthovec.lookup.homology.evaluate import evaluate
     from orthovec.lookup.homology.mapping import MappingParams, map_species
     from orthovec.schemas.atlas import Atlas
+    from orthovec.schemas.tables import read_provenance
 
     source = Atlas(atlas_root)
     truths = {"mouse": ensembl_truth(atlas_root).to_arrow(), "xenopus_tropicalis": diopt_truth(atlas_root).to_arrow()}
-    results: dict[str, dict[str, float]] = {}
-    runs = {"exhaustive (-s 5.7)": ["--sensitivity", "5.7"], "adaptive (default)": []}
+    results: dict[str, dict[str, float | str]] = {}
+    default = AlignParams().settle_bsr
+    cli = [sys.executable, "-m", "orthovec.cli", "align", "human"]
+    runs: dict[str, list[str] | float] = {"exhaustive (-s 5.7)": ["--sensitivity", "5.7"]}
+    runs[f"adaptive (default, settle_bsr {default})"] = []
+    runs.update({f"adaptive (settle_bsr {s})": s for s in settles if s != default})
     with tempfile.TemporaryDirectory(dir=atlas_root, prefix=".modes-") as scratch:
-        for label, extra in runs.items():
-            atlas = Atlas(Path(scratch) / label.split()[0])
+        for n, (label, how) in enumerate(runs.items()):
+            atlas = Atlas(Path(scratch) / f"run{n}")
             for species in PROTEOMES:
                 atlas.proteins(species).parent.mkdir(parents=True)
                 shutil.copy(source.proteins(species), atlas.proteins(species))
-            found: dict[str, float] = {}
+            found: dict[str, float | str] = {}
             for species_b in ("mouse", "xenopus_tropicalis"):
-                command = [sys.executable, "-m", "orthovec.cli", "align", "human", species_b, *extra]
-                wall, peak, _ = timed([*command, "--threads", str(threads), "--atlas", str(atlas.root)], label)
+                if isinstance(how, list):
+                    command = [*cli, species_b, *how, "--threads", str(threads), "--atlas", str(atlas.root)]
+                else:
+                    command = [sys.executable, "-c", SETTLE_CHILD, str(atlas.root), species_b, str(threads), str(how)]
+                wall, peak, _ = timed(command, label)
+                ran = read_provenance(atlas.alignment("human", species_b))
+                found["search"] = f"{ran['mode']}, -s {ran['sensitivity']}" + (
+                    f" after -s {ran['fast_sensitivity']} below BSR {ran['settle_bsr']}"
+                    if ran["mode"] == "adaptive"
+                    else ""
+                )
                 found[f"{species_b} s"], found[f"{species_b} GB"] = wall, peak
-                out = Path(scratch) / f"{label.split()[0]}-{species_b}.parquet"
-                params = MappingParams(evidence="alignment")
-                map_species(atlas, ["human", species_b], params=params, out=out)
+                out = Path(scratch) / f"run{n}-{species_b}.parquet"
+                map_species(atlas, ["human", species_b], params=MappingParams(evidence="alignment"), out=out)
                 r = evaluate(pl.read_parquet(out).to_arrow(), truths[species_b], "greedy")
                 found[f"{species_b} P"], found[f"{species_b} R"] = r.precision, r.recall
-                print(f"{label}: human × {species_b} {wall:.1f} s, greedy P {r.precision:.4f} R {r.recall:.4f}")
+                print(
+                    f"{label}: human × {species_b} {wall:.1f} s, greedy P {r.precision:.4f} R {r.recall:.4f} "
+                    f"(provenance: {found['search']}); load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
             results[label] = found
     print(f"\n### `orthovec align`: adaptive vs exhaustive search, {threads} threads, whole proteomes\n")
     print("| search | human × mouse s | peak GB | Ensembl 1:1 P | R | human × frog s | DIOPT≥5 1:1 P | R |")
@@ -202,16 +237,20 @@ def modes(atlas_root: Path, threads: int) -> None:
             f"| {label} | {r['mouse s']:.1f} | {r['mouse GB']:.2f} | {r['mouse P']:.4f} | {r['mouse R']:.4f} "
             f"| {r['xenopus_tropicalis s']:.1f} | {r['xenopus_tropicalis P']:.4f} | {r['xenopus_tropicalis R']:.4f} |"
         )
-    exhaustive, adaptive = results.values()
-    mouse = exhaustive["mouse s"] / adaptive["mouse s"]
-    frog = exhaustive["xenopus_tropicalis s"] / adaptive["xenopus_tropicalis s"]
-    print(f"\nspeed-up of the adaptive search: human × mouse {mouse:.2f}x, human × frog {frog:.2f}x")
-    print(
-        "quality change (adaptive − exhaustive): Ensembl P "
-        f"{adaptive['mouse P'] - exhaustive['mouse P']:+.4f} R {adaptive['mouse R'] - exhaustive['mouse R']:+.4f}; "
-        f"DIOPT P {adaptive['xenopus_tropicalis P'] - exhaustive['xenopus_tropicalis P']:+.4f} "
-        f"R {adaptive['xenopus_tropicalis R'] - exhaustive['xenopus_tropicalis R']:+.4f}"
-    )
+    print("\nprovenance of each table (mode and search):")
+    for label, r in results.items():
+        print(f"- {label}: {r['search']}")
+    exhaustive = results.pop("exhaustive (-s 5.7)")
+    for label, adaptive in results.items():
+        mouse = float(exhaustive["mouse s"]) / float(adaptive["mouse s"])
+        frog = float(exhaustive["xenopus_tropicalis s"]) / float(adaptive["xenopus_tropicalis s"])
+        print(
+            f"\n{label}: speed-up human × mouse {mouse:.2f}x, human × frog {frog:.2f}x; quality change "
+            f"(adaptive − exhaustive): Ensembl P {float(adaptive['mouse P']) - float(exhaustive['mouse P']):+.4f} "
+            f"R {float(adaptive['mouse R']) - float(exhaustive['mouse R']):+.4f}; "
+            f"DIOPT P {float(adaptive['xenopus_tropicalis P']) - float(exhaustive['xenopus_tropicalis P']):+.4f} "
+            f"R {float(adaptive['xenopus_tropicalis R']) - float(exhaustive['xenopus_tropicalis R']):+.4f}"
+        )
 
 
 def symbols_of(atlas_root: Path, species: str) -> set[str]:
@@ -240,7 +279,10 @@ def diopt_truth(atlas_root: Path) -> pl.DataFrame:
     from orthovec.schemas.atlas import Atlas
 
     atlas = Atlas(atlas_root)
-    ids = {s: set(pl.read_parquet(atlas.proteins(s), columns=["gene_id"])["gene_id"].to_list()) for s in PROTEOMES}
+    ids = {
+        s: set(pl.read_parquet(atlas.proteins(s), columns=["gene_id"])["gene_id"].to_list())
+        for s in ("human", "xenopus_tropicalis")
+    }
     with gzip.open(DATA / "orthologs" / "human_xtropicalis_diopt_7tools.tsv.gz", "rt") as handle:
         diopt = pl.read_csv(handle, separator="\t", infer_schema_length=0)
     kept = diopt.filter(
@@ -326,6 +368,7 @@ def main() -> None:
     parser.add_argument("--proteins-only", action="store_true", help="Write missing PROTEINS tables first.")
     parser.add_argument("--random-vectors", type=int, metavar="DIM", help="Write Gaussian gene vectors first.")
     parser.add_argument("--modes", action="store_true", help="Adaptive vs exhaustive align, timed and scored.")
+    parser.add_argument("--settle", default="", help="With --modes: comma-separated settle_bsr values to run too.")
     parser.add_argument("--skip-speed", action="store_true", help="Skip the easy-search comparison.")
     parser.add_argument("--speed-proteins", type=int, help="Time both tools on the first N proteins of each species.")
     parser.add_argument("--skip-quality", action="store_true")
@@ -337,7 +380,7 @@ def main() -> None:
         write_random_vectors(args.atlas, args.random_vectors)
     if args.modes:
         print(f"machine: {os.cpu_count()} CPUs; load before: {os.getloadavg()}")
-        modes(args.atlas, args.threads)
+        modes(args.atlas, args.threads, [float(v) for v in args.settle.split(",") if v])
         print(f"load after: {os.getloadavg()}")
     if not args.skip_speed:
         speed(args.atlas, args.threads, args.speed_proteins)

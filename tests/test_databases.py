@@ -247,3 +247,46 @@ def test_align_on_a_full_disk_is_the_one_disk_message(full_disk: Atlas) -> None:
     assert result.exit_code == 2 and "the disk is full" in result.output and "Traceback" not in result.output
     with pytest.raises(Unavailable, match="disk is full"):
         ensure_database(full_disk, "human")
+
+
+# --- issue 20 item 1: the adaptive search --------------------------------------------------------
+
+
+def test_the_adaptive_search_finds_the_exhaustive_searchs_best_partners_and_says_which_ran(
+    atlas: Atlas, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A human gene with no mouse partner gets one: a copy with half its residues substituted, which
+    the fast pass (-s 1) misses (with the second pass disabled this test fails). Left unsettled, the
+    gene is searched again at 5.7 and its partner found; every human gene's best partner is the one
+    the exhaustive search gives."""
+    shutil.copytree(atlas.root, tmp_path / "atlas")
+    planted = Atlas(tmp_path / "atlas")
+    human = _frame(read_table(planted.proteins("human"), PROTEINS))
+    mouse = _frame(read_table(planted.proteins("mouse"), PROTEINS))
+    partnered = set(mouse["gene_symbol"].str.to_uppercase().to_list())
+    lonely = human.filter(~pl.col("gene_symbol").str.to_uppercase().is_in(partnered)).row(0, named=True)
+    fasta = tmp_path / "diverged.fasta"
+    fasta.write_text(f">sp|DIVERGED|DIVERGED_MOUSE OX=10090 GN=Diverged\n{_mutate(lonely['sequence'], 0.5, 7)}\n")
+    diverged, _ = read_proteome(fasta, "mouse")
+    both = read_table(planted.proteins("mouse"), PROTEINS)
+    write_table(pa.concat_tables([both, diverged.cast(both.schema)]), planted.proteins("mouse"), PROTEINS, {})
+
+    with caplog.at_level("INFO", logger="orthovec.align"):
+        adaptive = _frame(read_table(align_species(planted, "human", "mouse", threads=1), ALIGNMENT))
+    settle = read_provenance(planted.alignment("human", "mouse"))
+    assert (settle["mode"], settle["fast_sensitivity"], settle["sensitivity"]) == ("adaptive", 1.0, 5.7)
+    searched_again = [m for m in caplog.messages if "searched again at -s 5.7" in m]
+    assert len(searched_again) == 2 and not any(m.endswith("; 0 searched again at -s 5.7") for m in searched_again)
+    found = adaptive.filter(pl.col("gene_id_a") == lonely["gene_id"]).sort("bits", descending=True)
+    assert found.height, "the diverged partner was not found"
+    assert found["gene_symbol_b"][0] == "Diverged" and found["bsr"][0] < settle["settle_bsr"]
+
+    exhaustive_path = align_species(planted, "human", "mouse", threads=1, sensitivity=5.7)
+    assert read_provenance(exhaustive_path)["mode"] == "exhaustive"
+    exhaustive = _frame(read_table(exhaustive_path, ALIGNMENT))
+
+    def best(pairs: pl.DataFrame) -> dict[str, str]:
+        top = pairs.sort(["bits", "gene_id_b"], descending=[True, False]).unique("gene_id_a", keep="first")
+        return dict(zip(top["gene_id_a"].to_list(), top["gene_id_b"].to_list(), strict=True))
+
+    assert best(adaptive) == best(exhaustive)
