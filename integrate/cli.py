@@ -95,7 +95,8 @@ def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     "--covariate",
     "covariates",
     multiple=True,
-    help="obs column given to scVI as a categorical covariate (e.g. donor); repeatable.",
+    help="obs column of batches inside a species (e.g. donor), corrected by Harmony or given to scVI as a "
+    "categorical covariate; repeatable.",
 )
 @number_option(
     "--scanvi-epochs", rule="scanvi_epochs", help="scANVI epochs [default: scvi-tools', min(10, scVI epochs / 3)]."

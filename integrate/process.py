@@ -45,10 +45,11 @@ class ProcessConfig:
     """How the shared AnnData is processed and corrected; recorded in `uns['orthovec']['correction']`.
 
     `max_epochs` / `scanvi_epochs` of None use scvi-tools' own defaults (see the module docstring).
-    `covariates` are obs columns given to scVI as `categorical_covariate_keys` (donors, libraries:
-    batches inside a species). `scanvi_labels_from` names the species whose cell types scANVI sees
-    (the others are unlabelled, so label transfer to them is a real prediction); `None` means the
-    reference, and several names (or every species) seed scANVI from each of them.
+    `covariates` are obs columns of batches inside a species (donors, libraries): Harmony corrects
+    them beside the species, scVI takes them as `categorical_covariate_keys`. `scanvi_labels_from`
+    names the species whose cell types scANVI sees (the others are unlabelled, so label transfer to
+    them is a real prediction); `None` means the reference, and several names (or every species)
+    seed scANVI from each of them.
     """
 
     correct: Correction = "harmony"
@@ -105,10 +106,11 @@ def process(shared: ad.AnnData, config: ProcessConfig, label_key: str) -> dict[s
     record: dict[str, object] = {"method": config.correct, "n_top_genes": n_top, "n_pcs": n_comps}
     embedding = "X_pca"
     if config.correct == "harmony":
-        logger.info("Harmony over species")
-        shared.obsm["X_pca_harmony"] = _harmony(shared, config.seed)
+        keys = ["species", *config.covariates]
+        logger.info("Harmony over %s", " and ".join(keys))
+        shared.obsm["X_pca_harmony"] = _harmony(shared, keys, config.seed)
         embedding = "X_pca_harmony"
-        record |= {"lambda": 1.0, "max_iter_harmony": 20}
+        record |= {"lambda": 1.0, "max_iter_harmony": 20, "covariates": list(config.covariates)}
     elif config.correct in ("scvi", "scanvi"):
         embedding, details = _scvi(shared, config, label_key)
         record |= details
@@ -123,20 +125,23 @@ def process(shared: ad.AnnData, config: ProcessConfig, label_key: str) -> dict[s
     return record
 
 
-def _harmony(shared: ad.AnnData, seed: int) -> np.ndarray:
+def _harmony(shared: ad.AnnData, keys: list[str], seed: int) -> np.ndarray:
     """harmonypy directly (scanpy's wrapper assumes the pre-2.0 (pcs × cells) output layout).
 
     With its defaults, harmonypy 2.1 declares convergence after one round on the Baron human/mouse
     pair and barely moves the species (1.6% cross-species neighbours); classic Harmony settings
-    (lambda 1, up to 20 rounds, tight tolerance) give 18.9% on the same PCA.
+    (lambda 1, up to 20 rounds, tight tolerance) give 18.9% on the same PCA. Covariates (donors)
+    are further batch variables of the same run, as Harmony's own `vars_use` takes them: on Baron
+    the donors inside each species are batches too, and leaving them in holds the species apart.
     """
     import harmonypy
 
+    batches = shared.obs[keys].astype(str)  # donors may be numbers; Harmony wants categories
     result = harmonypy.run_harmony(
         shared.obsm["X_pca"],
-        shared.obs[["species"]],
-        "species",
-        lamb=1.0,
+        batches,
+        keys,
+        lamb=[1.0] * len(keys),
         max_iter_harmony=20,
         epsilon_harmony=1e-6,
         random_state=seed,

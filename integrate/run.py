@@ -79,7 +79,7 @@ def _check_inputs(adatas: dict[str, ad.AnnData], config: IntegrateConfig) -> Non
         for covariate in config.process.covariates:
             if covariate not in data.obs:
                 raise NotFound(
-                    f"{name}: no obs column '{covariate}' for the scVI covariate.", param="covariates", value=covariate
+                    f"{name}: no obs column '{covariate}' for the covariate.", param="covariates", value=covariate
                 )
     types = {name: set(data.obs[config.label_key].astype(str)) for name, data in adatas.items()}
     if len(set().union(*types.values())) < 2:

@@ -279,3 +279,44 @@ def test_composition_mixing_reads_cross_species_neighbours_against_what_the_type
     apart = mixed.copy()
     apart[30:50] += 20  # species b's t1 cells moved away from a's
     assert composition_mixing(_neighbours(apart, 15).indices, species, labels)["mixing_of_possible"] < 0.05
+
+
+def _donor_cells(genes: list[str], seed: int) -> ad.AnnData:
+    """Two cell types (genes 0-9 / 10-19 high) from two donors; donor 2's cells also carry a batch
+    signal (genes 20-29 high) that has nothing to do with their type."""
+    rng = np.random.default_rng(seed)
+    labels, donors = np.repeat(["t1", "t2"], 40), np.tile(np.repeat(["d1", "d2"], 20), 2)
+    rate = np.full((80, len(genes)), 1.0)
+    rate[labels == "t1", :10] = rate[labels == "t2", 10:20] = 20.0
+    rate[donors == "d2", 20:] = 40.0
+    obs = pd.DataFrame({"cell_ontology_class": labels, "donor": donors}, index=[f"{seed}-{i}" for i in range(80)])
+    return ad.AnnData(X=sp.csr_matrix(rng.poisson(rate).astype(np.float32)), obs=obs, var=pd.DataFrame(index=genes))
+
+
+def test_harmony_corrects_donors_inside_each_species_when_given_as_covariates(tmp_path: Path) -> None:
+    """Donors are batches inside a species: as a covariate, Harmony mixes them; species alone leaves them apart."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from orthovec.integrate.process import ProcessConfig, process
+
+    genes = [f"G{i}" for i in range(30)]
+    mapping = _pairs_mapping(tmp_path, "".join(f"G{i},g{i}\n" for i in range(30)))
+    other_donor = {}
+    for covariates in ((), ("donor",)):
+        shared, _ = _shared(
+            {"human": _donor_cells(genes, 1), "mouse": _donor_cells([g.lower() for g in genes], 2)}, mapping
+        )
+        record = process(shared, ProcessConfig(correct="harmony", covariates=covariates), "cell_ontology_class")
+        assert record["covariates"] == list(covariates)
+        x, obs = shared.obsm["X_pca_harmony"], shared.obs
+        same = (obs["species"].to_numpy()[:, None] == obs["species"].to_numpy()) & (
+            obs["cell_ontology_class"].to_numpy()[:, None] == obs["cell_ontology_class"].to_numpy()
+        )
+        _, neighbours = NearestNeighbors(n_neighbors=11).fit(x).kneighbors(x)
+        donor = obs["donor"].to_numpy()
+        # among neighbours of the same species and type, the share from the other donor (0.5 when mixed)
+        shares = [
+            (donor[n[1:]][same[i, n[1:]]] != donor[i]).mean() for i, n in enumerate(neighbours) if same[i, n[1:]].any()
+        ]
+        other_donor[covariates] = float(np.mean(shares))
+    assert other_donor[()] < 0.1 and other_donor[("donor",)] > 0.3
