@@ -82,6 +82,10 @@ class IndexConfig:
     unresolved: Unresolved = "report"
     chunk_residues: int = CHUNK_RESIDUES
     memory_slack_bytes: int = DEFAULT_SLACK_BYTES  # RSS growth after which freed memory is trimmed
+    #: Alignment only: an embedding run of these proteins follows (a build), so vectors of an earlier
+    #: proteome are about to be replaced and may stay until then.
+    embedding_follows: bool = False
+    lock_wait_s: float = 0.0  # how long to wait for another run that holds the species (0: refuse at once)
 
     def __post_init__(self) -> None:
         check_name("species", self.species)
@@ -341,7 +345,7 @@ def _register(config: IndexConfig, proteins: pa.Table, report: ReadReport) -> In
         proteins_sha256=proteins_digest(proteins),
     )
     lock = FileLock(atlas.species_lock(species))
-    _take_species_lock(lock, species)
+    _take_species_lock(lock, species, config.lock_wait_s)
     try:
         committed = _committed_proteins_digest(atlas, species)
         result.paths = {"proteins": str(atlas.proteins(species))}
@@ -351,7 +355,7 @@ def _register(config: IndexConfig, proteins: pa.Table, report: ReadReport) -> In
             result.complete, result.state = True, "complete"
             return result
         models = atlas.models_for(species)
-        if not unchanged and committed is not None and models:
+        if not unchanged and committed is not None and models and not config.embedding_follows:
             raise Invalid(
                 f"{species} already has {', '.join(models)} gene vectors of other proteins than "
                 f"{config.fasta}; registering these for alignment only would leave those vectors describing "
@@ -452,8 +456,13 @@ def _provenance(space: EmbeddingSpace) -> dict[str, object]:
     }
 
 
-def _take_species_lock(lock: FileLock, species: str) -> None:
-    if not lock.acquire():
+def _take_species_lock(lock: FileLock, species: str, wait_s: float = 0.0) -> None:
+    deadline = time.monotonic() + wait_s
+    while not lock.acquire():
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if not lock.held:
         raise Unavailable(
             f"Another `orthovec index` of {species} is running ({lock.holder() or 'pid unknown'}); one run at a "
             "time commits a species. Wait for it to finish; nothing was changed."
@@ -540,6 +549,7 @@ def _assemble(
         "fasta": str(config.fasta),
         # so `query --sequence` finds the checkpoint again; its sha256 is checked on use
         "weights_path": str(config.weights.resolve()) if config.weights else None,
+        "proteins_sha256": result.proteins_sha256,  # the proteins these vectors describe (`orthovec species`)
         PROVENANCE_FIELD: space.to_dict(),
     }
     write_table(genes, staged["genes"], GENES, gene_provenance)

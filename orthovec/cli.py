@@ -112,8 +112,9 @@ def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> 
     """
     import shlex
 
-    from orthovec.core.options import console, emit_rows
+    from orthovec.core.options import console
     from orthovec.demo import FROG, HUMAN, QUERIES, run_demo
+    from orthovec.lookup.cli import print_results
     from orthovec.schemas.atlas import Atlas
 
     out = console()
@@ -142,14 +143,8 @@ def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> 
             "which are real sequence evidence. Pass pretrained ESM-2 weights for real embeddings.",
             style="yellow",
         )
-    source = "the mapping table" if result.alignment_only else "embedding nearest neighbours"
-    rows = [
-        {"query": gene, "homolog": hit.gene_symbol or hit.gene_id, "gene_id": hit.gene_id, "score": hit.score,
-         "rank": hit.rank, "reciprocal_best": hit.is_rbh}
-        for gene, hits in result.queries.items()
-        for hit in hits
-    ]  # fmt: skip
-    emit_rows(rows, "table", title=f"Homologs of human genes in the frog ({source})")
+    out.print(f"Homologs of {HUMAN} genes in {FROG} (what `orthovec query` answers):")
+    print_results(list(result.queries.items()), "table")
     out.print("Files:")
     for species in (HUMAN, FROG):
         out.print(f"  proteins:  {atlas_dir.proteins(species)}")
@@ -160,11 +155,7 @@ def demo_command(weights: Path | None, model: str, atlas: Path, device: str) -> 
     if result.model:
         out.print(f"  store:     {atlas_dir.qdrant(result.model)} (embedded Qdrant Edge)")
     where = shlex.quote(str(atlas))
-    if result.model:
-        query = f"orthovec query {QUERIES[0]} --from {HUMAN} --to {FROG} --model {result.model}"
-        out.print(f"Next: {query} --atlas {where}")
-    else:
-        out.print(f"Next: orthovec map {HUMAN} {FROG} --evidence alignment --atlas {where}")
+    out.print(f"Next: orthovec query {QUERIES[0]} --from {HUMAN} --to {FROG} --atlas {where}")
     out.print(f"Next: orthovec species --atlas {where}")
 
 

@@ -16,21 +16,18 @@ import itertools
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from orthovec.core.logs import get_logger
 from orthovec.indexer.pipeline import IndexConfig
 from orthovec.indexing import index_proteome
+from orthovec.lookup.homologs import query_atlas
 from orthovec.lookup.homology.align import align_species
 from orthovec.lookup.homology.evaluate import Evaluation, evaluate
 from orthovec.lookup.homology.imported import import_pairs
 from orthovec.lookup.homology.mapping import Evidence, MappingParams, PairSummary, map_species
-from orthovec.lookup.query import Hit
+from orthovec.schemas.api import HomologsResponse
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.tables import MAPPING, read_table
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 EXAMPLES = files("orthovec") / "examples"
 HUMAN, FROG = "human", "xenopus_tropicalis"
@@ -45,7 +42,7 @@ class DemoResult:
     model: str | None  # None: alignment only (no weights were given or cached)
     mapping: PairSummary
     agreement: Evaluation  # one-to-one pairs against the DIOPT 7/7 pairs the example was drawn from
-    queries: dict[str, list[Hit]]  # embedding neighbours, or (alignment only) the mapping's rows
+    queries: dict[str, HomologsResponse]  # what `orthovec query` answers for each demo gene
     random_weights: bool  # True: embedding scores measure the code, not biology
     looked_for: Path | None  # where weights were looked for when none were given
 
@@ -93,44 +90,6 @@ def run_demo(atlas: Atlas, *, weights: Path | None, model: str = DEMO_MODEL, dev
     mapping = read_table(Path(summary.path), MAPPING)
     agreement = evaluate(mapping, import_pairs(Path(str(EXAMPLES / "demo_orthologs.tsv")), HUMAN, FROG))
     logger.info(f"{next(step)}. homologs of {', '.join(QUERIES)} in {FROG}")
-    queries = _embedding_neighbours(atlas, chosen) if chosen else _mapped_homologs(mapping)
+    queries = {gene: query_atlas(atlas, gene, HUMAN, to=[FROG], k=3) for gene in QUERIES}
     random_weights = checkpoint is not None and is_random_checkpoint(checkpoint)
     return DemoResult(chosen, summary, agreement, queries, random_weights, looked_for)
-
-
-def _embedding_neighbours(atlas: Atlas, model: str) -> dict[str, list[Hit]]:
-    from orthovec.lookup.query import homologs_of_gene
-    from orthovec.lookup.store import open_store
-
-    store = open_store(atlas, read_only=True)
-    try:
-        return {gene: homologs_of_gene(store, gene, HUMAN, [FROG], k=3, model=model) for gene in QUERIES}
-    finally:
-        store.close()
-
-
-def _mapped_homologs(mapping: pa.Table, k: int = 3) -> dict[str, list[Hit]]:
-    """Each query gene's best rows of the mapping table, as hits (what `map` found for it)."""
-    import polars as pl
-
-    table = pl.from_arrow(mapping)
-    assert isinstance(table, pl.DataFrame)
-    found: dict[str, list[Hit]] = {}
-    for gene in QUERIES:
-        rows = table.filter(pl.col("gene_symbol_a") == gene).sort("rank_ab").head(k)
-        found[gene] = [
-            Hit(
-                species=row["species_b"],
-                gene_id=row["gene_id_b"],
-                gene_symbol=row["gene_symbol_b"],
-                score=float(row["score"]),
-                rank=int(row["rank_ab"]),
-                is_rbh=bool(row["is_rbh"]),
-                margin=row.get("margin_a"),
-                query_species=row["species_a"],
-                query_gene_id=row["gene_id_a"],
-                query_gene_symbol=row["gene_symbol_a"],
-            )
-            for row in rows.iter_rows(named=True)
-        ]
-    return found

@@ -24,7 +24,7 @@ from orthovec.build.plan import BuildOptions, BuildReport, run_build
 from orthovec.cli import main
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
-from orthovec.schemas.tables import GENES, HOMOLOGY_GROUPS, MAPPING, read_table
+from orthovec.schemas.tables import ALIGNMENT, GENES, HOMOLOGY_GROUPS, MAPPING, read_table
 from tests.conftest import shared_file
 from tests.test_fetch import Reply, Server, server  # noqa: F401 (the local HTTP server fixture)
 
@@ -241,16 +241,67 @@ def test_killed_build_reruns_to_the_same_atlas_is_then_a_no_op_and_redoes_only_w
     status = _status(_build(manifest, killed))
     redone = {step for step, state in status.items() if state == "ran"}
     # human and mouse reload from the embedding cache and reproduce their gene tables, so their pair is kept
-    assert redone == {"fetch:xenopus", "index:human", "index:mouse", "index:xenopus",
+    assert redone == {"fetch:xenopus", "proteins:xenopus", "index:human", "index:mouse", "index:xenopus",
                       "map:human__xenopus", "map:mouse__xenopus", "groups"}  # fmt: skip
     genes = read_table(next((killed / "species" / "xenopus" / "genes").glob("*.parquet")), GENES)
     assert genes.num_rows == RECORDS - 5
 
 
-def test_shard_plan_fetches_and_embeds_only(tmp_path: Path, tiny_weights: Path, sources: Path) -> None:
+def test_array_tasks_share_out_the_databases_pairs_and_mappings_once_each(
+    tmp_path: Path, tiny_weights: Path, sources: Path
+) -> None:
     manifest = _manifest(tmp_path, tiny_weights, sources)
-    plan = _build(manifest, tmp_path / "atlas", dry_run=True, shard=(0, 4))
-    assert {outcome.kind for outcome in plan.outcomes} == {"fetch", "index"}
+    manifest.write_text(manifest.read_text().replace("align = false", "align = true"))
+    full = {o.step: o.kind for o in _build(manifest, tmp_path / "atlas", dry_run=True).outcomes}
+    tasks = [_status(_build(manifest, tmp_path / "atlas", dry_run=True, shard=(i, 4))) for i in range(4)]
+    for steps in tasks:  # every task fetches, registers and embeds its share of every species
+        assert {step for step, kind in full.items() if kind in ("fetch", "proteins", "index")} <= set(steps)
+        assert "groups" not in steps  # left to the final unsharded build
+    owned = [step for steps in tasks for step in steps if full[step] in ("database", "align", "map")]
+    assert sorted(owned) == sorted(step for step, kind in full.items() if kind in ("database", "align", "map"))
+    for pair in ("human__mouse", "human__xenopus", "mouse__xenopus"):  # a pair's alignment and mapping together
+        assert [f"map:{pair}" in steps for steps in tasks] == [f"align:{pair}" in steps for steps in tasks]
+
+
+def _alignments(atlas: Path) -> dict[str, pa.Table]:
+    """The alignment tables of an atlas, sorted so row order cannot hide a difference."""
+    return {
+        path.name: read_table(path, ALIGNMENT).sort_by([("gene_id_a", "ascending"), ("gene_id_b", "ascending")])
+        for path in sorted((atlas / "alignments").glob("*.parquet"))
+    }
+
+
+def test_array_tasks_then_a_finish_run_build_the_same_atlas_as_one_machine_table_by_table(
+    tmp_path: Path, tiny_weights: Path, sources: Path
+) -> None:
+    manifest = _manifest(tmp_path, tiny_weights, sources)
+    # two of the three pairs: an alignment costs seconds of MMseqs2 even for 20 proteins, and the
+    # tasks' bookkeeping is the same for the third
+    aligned = 'align = true\nalign_threads = 1\npairs = [["human", "mouse"], ["human", "xenopus"]]'
+    manifest.write_text(manifest.read_text().replace("align = false", aligned))
+    reference = tmp_path / "one-machine"
+    _build(manifest, reference)
+
+    sharded = tmp_path / "sharded"
+    tasks = [_build(manifest, sharded, shard=(i, 3)) for i in range(3)]
+    ran = sorted(o.step for task in tasks for o in task.outcomes if o.status == "ran")
+    pairs = ("human__mouse", "human__xenopus")
+    # the tasks built every search database and every alignment, each once
+    assert [step for step in ran if step.startswith(("database:", "align:"))] == sorted(
+        [*(f"align:{pair}" for pair in pairs), *(f"database:{name}" for name in SPECIES)]
+    )
+    finish = _status(_build(manifest, sharded))
+    assert {finish[f"align:{pair}"] for pair in pairs} == {"up to date"}  # the finish run only did what was left
+    assert {finish[f"database:{name}"] for name in SPECIES} == {"up to date"}
+    assert finish["groups"] == "ran"
+
+    expected, got = _tables(reference), _tables(sharded)
+    assert sorted(got) == sorted(expected) and len(got) == 3 + 2 + 1  # genes, pair mappings, groups
+    for name, table in expected.items():
+        assert got[name].equals(table), name
+    assert _alignments(sharded).keys() == _alignments(reference).keys() and len(_alignments(reference)) == 2
+    for name, table in _alignments(reference).items():
+        assert _alignments(sharded)[name].equals(table), name
 
 
 def test_url_source_is_fetched_once_with_its_provenance_and_refreshed_on_request(

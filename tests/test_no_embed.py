@@ -103,7 +103,11 @@ def _records(n: int) -> list[str]:
 def test_the_python_api_registers_for_alignment_only(tmp_path: Path) -> None:
     result = ov.index_proteome(HUMAN_DEMO, "human", atlas=tmp_path / "atlas", embed=False)
     assert result.complete and result.model is None and result.n_genes == 150
-    assert result.paths == {"proteins": str(Atlas(tmp_path / "atlas").proteins("human"))}
+    atlas = Atlas(tmp_path / "atlas")
+    assert result.paths["proteins"] == str(atlas.proteins("human"))
+    # and its search database, built once here and reused by every pair and sequence query (issue 20 item 0)
+    database = Path(result.paths["search_database"])
+    assert database.parent == atlas.search_database("human").absolute() and (database / "database.json").is_file()
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """`orthovec build`: the plan of steps a manifest implies, and running the ones not yet done.
 
-Steps: fetch and index (per species; indexing ends by loading the genes into the embedded store,
-or the Qdrant server the manifest names) → align and map (per pair) → groups (all species). Each
-finished step leaves a *stamp*
-(`ATLAS/build/<step>.json`): the key it ran under and the content hash of every output it wrote.
+Steps: per species, fetch → proteins (the proteins table, all alignment needs) → database (its
+MMseqs2 search database) and index (embedding; it ends by loading the genes into the embedded
+store, or the Qdrant server the manifest names; none for a species with `embed = false`); per
+pair, align (after both species' proteins) → map; groups (all species). Each finished step
+leaves a *stamp* (`ATLAS/build/<step>.json`): the key it ran under and the content hash of every output it wrote.
 The key hashes the step's settings and the output hashes of the steps it reads, so:
 
 - a step is skipped when its stamp's key equals the key computed now and its outputs still hold
@@ -46,8 +47,10 @@ if TYPE_CHECKING:
     from orthovec.indexer.pipeline import ProgressFactory
 
 logger = get_logger("build")
+#: How long an array task waits for another to finish registering the same species' proteins.
+PROTEINS_LOCK_WAIT_S = 600.0
 
-StepKind = Literal["fetch", "index", "align", "map", "groups"]
+StepKind = Literal["fetch", "proteins", "database", "index", "align", "map", "groups"]
 Status = Literal["ran", "up to date", "to run", "unavailable", "shard done", "failed", "not reached"]
 
 
@@ -59,8 +62,11 @@ class Step:
     after: tuple[str, ...]  # steps whose outputs this one reads
     params: dict[str, Any]  # the settings that change its output (part of the key)
     #: An index step wants every core (or the GPU) to itself, and ends by writing the store (one
-    #: writer at a time), so index steps take turns whatever --jobs says.
+    #: writer at a time), so index steps take turns whatever `jobs` says.
     exclusive: bool = False
+    #: Steps to let finish first without reading their outputs (not part of the key): an alignment
+    #: waits for its species' search databases rather than build a second copy beside them.
+    also_after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,7 @@ def plan_steps(manifest: Manifest, options: BuildOptions, hashes: FileHashes) ->
     """Every step the manifest implies, each after the steps it reads (a topological order).
 
     Files the index reads besides the proteome (weights, gene maps) enter its key by content.
+    With `options.shard` (one task of an array), the steps that task takes (see `task_steps`).
     """
     settings = manifest.atlas
     weights = hashes.stamp(settings.weights).sha256 if settings.weights else f"hub:{settings.model}"
@@ -131,38 +138,66 @@ def plan_steps(manifest: Manifest, options: BuildOptions, hashes: FileHashes) ->
     for entry in manifest.species:
         steps.append(Step(f"fetch:{entry.name}", "fetch", (entry.name,), (), _fetch_params(entry)))
     for entry in manifest.species:
-        params: dict[str, Any] = {
+        params = {
             "taxid": entry.taxid,
             "unresolved": entry.unresolved,
             "gene_map": hashes.stamp(entry.gene_map).sha256 if entry.gene_map else None,
-            "embed": manifest.embeds(entry.name),
         }
-        if manifest.embeds(entry.name):
-            params |= {
-                "model": settings.model,
-                "weights": weights,
-                "layer": settings.layer,
-                "pooling": entry.pooling or settings.pooling,
-                "precision": settings.precision,
-                "long_seqs": settings.long_seqs,
-                "store": settings.qdrant_url or "embedded",
-            }
-        elif options.shard is not None:
-            continue  # nothing to embed: the final unsharded build registers it
-        steps.append(Step(f"index:{entry.name}", "index", (entry.name,), (f"fetch:{entry.name}",), params, True))
-    if options.shard is not None:  # array tasks embed; the final unsharded build does the rest
-        return steps
+        steps.append(Step(f"proteins:{entry.name}", "proteins", (entry.name,), (f"fetch:{entry.name}",), params))
+    if settings.align:
+        for entry in manifest.species:
+            steps.append(Step(f"database:{entry.name}", "database", (entry.name,), (f"proteins:{entry.name}",), {}))
+    for entry in manifest.species:
+        if not manifest.embeds(entry.name):
+            continue
+        params = {
+            "model": settings.model,
+            "weights": weights,
+            "layer": settings.layer,
+            "pooling": entry.pooling or settings.pooling,
+            "precision": settings.precision,
+            "long_seqs": settings.long_seqs,
+            "store": settings.qdrant_url or "embedded",
+        }
+        after = (f"fetch:{entry.name}", f"proteins:{entry.name}")
+        steps.append(Step(f"index:{entry.name}", "index", (entry.name,), after, params, exclusive=True))
     maps: list[str] = []
     for a, b in manifest.pairs():
-        after: tuple[str, ...] = (f"index:{a}", f"index:{b}")
+        reads: tuple[str, ...] = (f"proteins:{a}", f"proteins:{b}")
         if settings.align:
-            steps.append(Step(f"align:{a}__{b}", "align", (a, b), after, {"sensitivity": settings.align_sensitivity}))
-            after = (*after, f"align:{a}__{b}")
-        steps.append(Step(f"map:{a}__{b}", "map", (a, b), after, dict(settings.mapping)))
+            databases = (f"database:{a}", f"database:{b}")
+            sensitivity = {"sensitivity": settings.align_sensitivity}
+            steps.append(Step(f"align:{a}__{b}", "align", (a, b), reads, sensitivity, also_after=databases))
+            reads = (*reads, f"align:{a}__{b}")
+        reads = (*reads, *(f"index:{name}" for name in (a, b) if manifest.embeds(name)))
+        steps.append(Step(f"map:{a}__{b}", "map", (a, b), reads, dict(settings.mapping)))
         maps.append(f"map:{a}__{b}")
     if len(manifest.names) > 2:
         steps.append(Step("groups", "groups", tuple(manifest.names), tuple(maps), {}))
-    return steps
+    return steps if options.shard is None else task_steps(steps, options.shard)
+
+
+def task_steps(steps: list[Step], shard: tuple[int, int]) -> list[Step]:
+    """The steps array task `shard` = (I, N) takes: a share of the work, and nothing another task waits for.
+
+    Every task fetches every source (downloads are shared through the cache's lock), registers
+    every species' proteins (short, and what its alignments read) and embeds its share of every
+    proteome's chunks (the task that completes a species assembles it). Search databases go to
+    one task per species and alignments and mappings to one task per pair, chosen by a hash of
+    the name, so each is built once across the array. The groups, and whatever a task could not
+    reach (a mapping whose embeddings another task assembles), are left to the final unsharded build.
+    """
+    index, count = shard
+
+    def owner(name: str) -> int:
+        return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % count
+
+    shared = ("fetch", "proteins", "index")
+    return [
+        step
+        for step in steps
+        if step.kind in shared or (step.kind != "groups" and owner("__".join(step.species)) == index)
+    ]
 
 
 def _fetch_params(entry: SpeciesEntry) -> dict[str, Any]:
@@ -408,6 +443,8 @@ class _Runner:
                         continue
                     if not all(name in self.digests for name in step.after):
                         continue
+                    if any(name in self.steps and name not in self.outcomes for name in step.also_after):
+                        continue
                     inputs = {name: self.digests[name] for name in step.after}
                     key = _hash({"step": step.kind, "params": step.params, "inputs": inputs})
                     stamp = self.stamps.read(step.name)
@@ -509,20 +546,57 @@ class _Runner:
         info = {"records": fetched.n_records, "sha256": fetched.sha256, "url": fetched.url}
         return _Done({"fasta": Path(fetched.path)}, info)
 
+    def _proteins(self, step: Step) -> _Done:
+        """The species' proteins table (and its report): what alignment reads, embedded or not."""
+        from orthovec.indexer.pipeline import IndexConfig
+        from orthovec.indexing import index_proteome
+
+        entry = self.manifest_entry(step)
+        config = IndexConfig(
+            fasta=self._output(f"fetch:{entry.name}", "fasta"),
+            species=entry.name,
+            atlas=self.atlas,
+            embed=False,
+            taxid=entry.taxid,
+            gene_map=entry.gene_map,
+            unresolved=entry.unresolved,
+            # the index step that follows replaces vectors of an earlier proteome
+            embedding_follows=self.manifest.embeds(entry.name),
+            # array tasks register the same proteins side by side: each takes its turn
+            lock_wait_s=PROTEINS_LOCK_WAIT_S if self.options.shard else 0.0,
+        )
+        result = index_proteome(config, search_database=False)
+        info = {
+            "proteins": result.read.n_proteins,
+            "genes": result.n_genes,
+            "records": result.read.n_records,
+            "skipped": dict(result.read.skipped),
+        }
+        return _Done({"proteins": self.atlas.proteins(entry.name)}, info)
+
+    def _database(self, step: Step) -> _Done:
+        """The species' MMseqs2 search database, built once for all its pairs (and sequence queries)."""
+        try:
+            from orthovec.lookup.homology.databases import MANIFEST, ensure_database
+        except ImportError as err:
+            raise _StepUnavailable(f"sequence alignment is not part of this install ({err})") from None
+        try:
+            root = ensure_database(self.atlas, step.species[0], threads=self.manifest.atlas.align_threads)
+        except Unavailable as err:  # e.g. no mmseqs binary: the build still maps on embeddings
+            raise _StepUnavailable(str(err)) from None
+        return _Done({"database": root / MANIFEST}, {})
+
     def _index(self, step: Step) -> _Done:
         from orthovec.indexer.pipeline import IndexConfig
         from orthovec.indexing import index_proteome
 
         entry, settings = self.manifest_entry(step), self.manifest.atlas
-        fasta = self._output(f"fetch:{entry.name}", "fasta")
-        embed = self.manifest.embeds(entry.name)
         config = IndexConfig(
-            fasta=fasta,
+            fasta=self._output(f"fetch:{entry.name}", "fasta"),
             species=entry.name,
             atlas=self.atlas,
-            model=settings.model if embed else None,
-            weights=settings.weights if embed else None,
-            embed=embed,
+            model=settings.model,
+            weights=settings.weights,
             taxid=entry.taxid,
             pooling=entry.pooling or settings.pooling,
             device=settings.device,
@@ -530,7 +604,7 @@ class _Runner:
             precision=settings.precision,
             long_seqs=settings.long_seqs,
             layer=settings.layer,
-            shard=self.options.shard if embed else None,
+            shard=self.options.shard,
             gene_map=entry.gene_map,
             unresolved=entry.unresolved,
         )
@@ -541,21 +615,14 @@ class _Runner:
                 progress=start,
                 qdrant_url=settings.qdrant_url,
                 qdrant_api_key=self.options.qdrant_api_key,
+                search_database=False,
             )
         if not result.complete:
-            return _Done({}, {"why": f"{result.chunks_missing} chunks wait for other shards"}, "shard done")
-        info = {
-            "model": result.model,
-            "genes": result.n_genes,
-            "proteins": result.read.n_proteins,
-            "records": result.read.n_records,
-            "skipped": dict(result.read.skipped),
-            "embedded": result.n_embedded_sequences,
-        }
-        outputs = {"proteins": self.atlas.proteins(entry.name)}
-        if result.model is not None:
-            outputs["genes"] = self.atlas.genes(entry.name, result.model)
-        return _Done(outputs, info)
+            why = f"{result.chunks_missing} chunks wait for other shards" if result.chunks_missing else ""
+            return _Done({}, {"why": why or f"{result.assembled_by} assembles it"}, "shard done")
+        assert result.model is not None  # an index step embeds
+        info = {"model": result.model, "genes": result.n_genes, "embedded": result.n_embedded_sequences}
+        return _Done({"genes": self.atlas.genes(entry.name, result.model)}, info)
 
     def _align(self, step: Step) -> _Done:
         try:

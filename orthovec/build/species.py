@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Unavailable, UserError
+from orthovec.schemas.tables import read_provenance
 
 ALIGNMENT_ONLY = "alignment only (no embeddings)"
 
@@ -27,7 +28,7 @@ class SpeciesState:
     genes: int
     proteins: int
     stored: int | None  # genes in the embedded store; None when it is not checked (server, busy, no vectors)
-    state: str  # complete | incomplete | store missing
+    state: str  # complete | incomplete | store missing | stale
     note: str
 
     def to_dict(self) -> dict[str, object]:
@@ -51,6 +52,8 @@ def species_states(atlas: Atlas) -> list[SpeciesState]:
             genes = _rows(atlas.genes(species, model))
             stored = counts.get(model, {}).get(species, 0) if counts is not None else None
             state, note = _state(report, model, genes, stored, store_note)
+            if state == "complete" and _describes_other_proteins(atlas, species, model, report):
+                state, note = "stale", "vectors of an earlier proteome; run `orthovec index` with weights again"
             if min(genes, n_proteins) < 0:
                 state, note = "incomplete", "a table is unreadable (damaged?); run `orthovec index` again"
             rows.append(SpeciesState(species, model, genes, n_proteins, stored, state, note))
@@ -80,6 +83,19 @@ def _state(report: dict[str, object], model: str, genes: int, stored: int | None
     if stored != genes:
         return "store missing", f"the store holds {stored:,} of {genes:,} genes; run `orthovec index` again"
     return "complete", ""
+
+
+def _describes_other_proteins(atlas: Atlas, species: str, model: str, report: dict[str, object]) -> bool:
+    """Whether the gene vectors were made from other proteins than the species now has (a build
+    registers a changed proteome before its index step replaces the vectors)."""
+    current = report.get("proteins_sha256")
+    if not current:
+        return False
+    try:
+        described = read_provenance(atlas.genes(species, model)).get("proteins_sha256")
+    except UserError:
+        return False  # an unreadable table is reported as such
+    return bool(described) and described != current
 
 
 def _rows(path: Path) -> int:
