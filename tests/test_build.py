@@ -280,7 +280,7 @@ def test_array_tasks_then_a_finish_run_build_the_same_atlas_as_one_machine_table
     aligned = 'align = true\nalign_threads = 1\npairs = [["human", "mouse"], ["human", "xenopus"]]'
     manifest.write_text(manifest.read_text().replace("align = false", aligned))
     reference = tmp_path / "one-machine"
-    _build(manifest, reference)
+    _build(manifest, reference, jobs=3)
 
     sharded = tmp_path / "sharded"
     tasks = [_build(manifest, sharded, shard=(i, 3)) for i in range(3)]
