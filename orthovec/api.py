@@ -61,7 +61,8 @@ def index_proteome(
     Writes `ATLAS/species/<species>/{proteins.parquet, protein_embeddings/<model>.parquet,
     genes/<model>.parquet, index_report.json}` and resumable chunks under `ATLAS/cache/`, then loads
     the gene vectors into the atlas's embedded Qdrant store (`ATLAS/qdrant/<model>/`, or the server
-    at `qdrant_url`).
+    at `qdrant_url`). Once the species is complete it also builds its MMseqs2 search database
+    (`ATLAS/species/<species>/mmseqs/`, kept while the proteins are unchanged) for `align_species`.
     `embed=False` registers the proteins for alignment only (no model, no weights, no store); a
     later call with weights adds the embeddings. Resumes a killed run; a failed run leaves the
     species as it was. Progress goes to the `orthovec.indexer` logger. Returns the run's report
@@ -136,8 +137,8 @@ def align_species(
 
     Writes (or reuses, when the proteins are unchanged) `ATLAS/alignments/<A>__<B>.parquet` and
     returns its path; `map_species` then uses it as alignment evidence. Each species' MMseqs2
-    search database (`ATLAS/species/<species>/mmseqs/`) is built on first use and reused by every
-    pair and sequence query.
+    search database (`ATLAS/species/<species>/mmseqs/`, which `index_proteome` builds) is reused
+    by every pair and sequence query, and built here when it is missing.
 
     Parameters
     ----------
