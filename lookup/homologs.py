@@ -132,7 +132,15 @@ class AtlasReader:
         """The rows of `path` whose `column` holds `value`."""
         if not self.cache:
             with self.reading():
-                return read_table(path, spec, where=(column, value)).to_pylist()
+                read_table(path, spec, [column])  # the file's schema tag and the column, checked
+                # polars reads the other columns only for the matching rows; pyarrow's filtered read
+                # decoded every column of the table (`map` writes one row group): a gene query on the
+                # 218k-row human x mouse map took 178 ms, now 37 ms (load 8 on 2 cores).
+                try:
+                    found = pl.scan_parquet(path).filter(pl.col(column) == value).collect().to_arrow()
+                except (pl.exceptions.PolarsError, OSError) as error:
+                    raise Invalid(f"{path}: not a readable Parquet file ({error}).") from error
+                return spec.validate(found, str(path)).to_pylist()
         with self._lock:
             frame, derived = self._frame(path, spec)
             indexes = derived.setdefault("rows by", {})
@@ -161,6 +169,32 @@ class AtlasReader:
             if "genes" not in derived:
                 derived["genes"] = _gene_refs(species, frame)
             return list(derived["genes"])
+
+    def named(self, species: str, name: str) -> list[GeneRef] | None:
+        """The genes of `species` whose ID or symbol is `name` in any case; None as `genes`.
+
+        Filtered in the table, not in Python: building a GeneRef for each of 20k genes to find one
+        took most of a command-line gene query.
+        """
+        if self.cache:
+            genes = self.genes(species)
+            wanted = name.upper()
+            return (
+                None
+                if genes is None
+                else [g for g in genes if wanted in (g.gene_id.upper(), (g.gene_symbol or "").upper())]
+            )
+        path = self.atlas.proteins(species)
+        if not path.is_file():
+            return None
+        with self.reading():
+            frame = pl.from_arrow(read_table(path, PROTEINS, ["gene_id", "gene_symbol"]))
+        assert isinstance(frame, pl.DataFrame)
+        wanted = name.upper()
+        matching = frame.filter(
+            (pl.col("gene_id").str.to_uppercase() == wanted) | (pl.col("gene_symbol").str.to_uppercase() == wanted)
+        )
+        return _gene_refs(species, matching)
 
     def table(self, path: Path, spec: TableSpec) -> pl.DataFrame:
         """A whole table (kept while the file is unchanged, with `cache`)."""
@@ -286,13 +320,12 @@ class Catalogue:
         return rows
 
     def resolve(self, model: str | None, species: str, name: str) -> GeneRef:
-        genes = self.reader.genes(species)
-        if genes is None:
+        candidates = self.reader.named(species, name)
+        if candidates is None:
             assert self.store is not None and model is not None  # the species is known, so the store holds it
             return resolve_gene(self.store, model, species, name)
-        wanted = name.upper()
-        candidates = [g for g in genes if wanted in (g.gene_id.upper(), (g.gene_symbol or "").upper())]
-        return pick_gene(name, species, candidates, (g.gene_symbol or g.gene_id for g in genes))
+        names = (g.gene_symbol or g.gene_id for g in self.reader.genes(species) or []) if not candidates else ()
+        return pick_gene(name, species, candidates, names)
 
     def mapping_tables(self, model: str | None, source: str, target: str) -> dict[str, MappingTable]:
         """The `orthovec map` tables of the pair, by the evidence they were made from."""
