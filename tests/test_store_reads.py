@@ -18,13 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from orthovec.lookup.query import homologs_of_gene
 from orthovec.lookup.store import EdgeStore, GeneStore, GeneTableStore, open_store, serving, serving_url
 from orthovec.lookup.store.serving import service_url
 from orthovec.schemas.atlas import Atlas
-from orthovec.schemas.errors import Unavailable
+from orthovec.schemas.errors import Invalid, Unavailable
 from tests.genes import gene_table
 from tests.store_atlas import MODEL, loaded_atlas
 
@@ -161,6 +162,22 @@ def test_on_a_full_disk_a_reader_answers_from_the_gene_tables(atlas: Atlas, full
     assert [[tuple(hit) for hit in row] for row in answers] == _expected(atlas)
     assert _files(full_disk.root) == before
     assert list(temp_dir.iterdir()) == []
+
+
+def test_a_gene_table_without_its_vectors_is_named_when_they_are_needed(atlas: Atlas) -> None:
+    """The vectors are read apart from the genes, and only for a search: a table that lost its
+    embedding column still finds its genes, and a search through it names the file and column."""
+    path = atlas.genes("mouse", MODEL)
+    pq.write_table(pq.read_table(path).drop_columns(["embedding"]), path)
+    reader = GeneTableStore(atlas)
+    try:
+        assert [g.gene_id for g in reader.find_genes(MODEL, "mouse", "MOSYM21")] == ["MO00021"]
+        vector = reader.gene_vectors(MODEL, "human", ["HU00013"])
+        with pytest.raises(Invalid, match=f"{path}: missing column 'embedding'"):
+            reader.search(MODEL, vector, "mouse", 3)
+        assert [g.gene_id for g in reader.search(MODEL, vector, "human", 1)[0]] == ["HU00013"]
+    finally:
+        reader.close()
 
 
 # --- the serving record ---------------------------------------------------------------------------
