@@ -21,7 +21,9 @@ back in A (reciprocity), close. Scenarios:
 - read-only: the atlas bind-mounted read-only (`mount --bind -o ro`, needs root), reader as above,
   and `orthovec query` run on that mount (it reads the gene tables in place);
 - read-only, old copy: the copy path on that mount;
-- own shard: nothing else holds the shard, so the reader opens it (the reference for answers).
+- own shard: nothing else holds the shard, so the reader opens it (the reference for answers);
+- process start: Python and the imports of `orthovec query`, with no query: the floor under the
+  `orthovec query` rows.
 
 Temporary disk is the peak size of the temporary directory (`TMPDIR` pointed at an empty folder
 under `--out`) sampled every 10 ms during the queries. The answers of every scenario are compared
@@ -311,6 +313,12 @@ def cli_reader(atlas: Atlas, *, by_server: bool) -> Callable[[str, str, str], An
     return ask
 
 
+def process_start(*_: str) -> Answer:
+    """What every `orthovec query` process pays before it asks anything: Python and the imports."""
+    subprocess.run([sys.executable, "-c", "import orthovec.cli, orthovec.lookup.homologs"], check=True)
+    return [], []
+
+
 @contextmanager
 def read_only_mount(atlas: Atlas, where: Path) -> Iterator[Atlas | None]:
     where.mkdir(parents=True, exist_ok=True)
@@ -369,6 +377,7 @@ def main() -> None:
     own = fresh_reader(atlas, EdgeStore)
     truth = {query: own(*query) for query in queries}
     rows = [measure("own shard (reference)", own, queries, temp, {})]
+    rows.append(measure("process start: imports of orthovec query", process_start, cli_queries, temp, {}))
     with holding_server(atlas) as url:
         if url is not None:
             rows.append(measure(f"serving: HTTP GET /homologs ({url})", http_reader(url), queries, temp, truth))
