@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orthovec.core.options import atlas_option, console, emit_rows, number_option, output_format, qdrant_options
+from orthovec.core.options import (
+    Duration,
+    atlas_option,
+    console,
+    emit_rows,
+    number_option,
+    output_format,
+    qdrant_options,
+)
 from orthovec.lookup.settings import EVIDENCE, STRATEGIES
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
@@ -258,8 +266,8 @@ def map_command(
             "one2one_greedy": s.one2one_greedy,
             "one2one_optimal": s.one2one_optimal,
             "groups": s.groups,
-            "seconds": round(s.seconds, 2),
-            "file": s.path,
+            "seconds": Duration(s.seconds),
+            "file": Path(s.path),  # printed whole below the table
         }
         for s in map_species(atlas, list(species), model, params, out)
     ]
