@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.diverged, run from anywhere
 
+import torch
+
 from orthovec.build.manifest import load_manifest
 from orthovec.build.plan import BuildOptions, BuildReport, run_build
 from orthovec.embedding.random_weights import write_random_checkpoint
@@ -75,9 +77,12 @@ def main() -> int:
     parser.add_argument("--sizes", default="2,4,8", help="numbers of species N, comma-separated")
     parser.add_argument("--records", type=int, default=200, help="proteins per species")
     parser.add_argument("--jobs", type=int, default=1, help="`build --jobs`")
-    parser.add_argument("--threads", type=int, default=1, help="MMseqs2 threads per alignment")
+    parser.add_argument("--threads", type=int, default=1, help="MMseqs2 threads per alignment, torch threads")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
+    # torch's default (every core) competes with the alignments and the rest of a shared machine;
+    # the index steps then measure that contention more than the build
+    torch.set_num_threads(args.threads)
     if not SOURCE.is_file():
         print(f"needs {SOURCE} (the shared proteomes)", file=sys.stderr)
         return 2
@@ -113,7 +118,7 @@ def main() -> int:
     table = "\n".join(lines)
     note = (
         f"{args.records} proteins per species, `--jobs {args.jobs}`, {args.threads} MMseqs2 thread(s) per pair, "
-        f"tiny random ESM-2 (torch's default threads). Machine: {machine}. "
+        f"tiny random ESM-2 ({args.threads} torch thread(s)). Machine: {machine}. "
         f"Load at start: {start_load}; at end: {end_load}."
     )
     OUT.mkdir(exist_ok=True)
