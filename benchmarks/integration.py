@@ -1,7 +1,10 @@
 """Gene mapping × features × correction on Baron pancreas, human + mouse: the docs' integration table.
 
-    OMP_NUM_THREADS=2 python benchmarks/integration.py --work benchmarks/out/integration \
+    OMP_NUM_THREADS=1 python benchmarks/integration.py --work benchmarks/out/integration \
         --atlas benchmarks/out/atlas [--rows ensembl_one2one/one2one/harmony,...]
+
+One thread on a shared machine: scVI's two PyTorch threads, fighting other sessions for the two
+cores, train far slower than one (docs/integration.md gives the figures).
 
 Mappings, all built here from ../shared/data:
 - `symbols`: upper-cased symbols (the naive baseline);
