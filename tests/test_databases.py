@@ -279,7 +279,7 @@ def test_the_adaptive_search_finds_the_exhaustive_searchs_best_partners_and_says
     assert len(searched_again) == 2 and not any(m.endswith("; 0 searched again at -s 5.7") for m in searched_again)
     found = adaptive.filter(pl.col("gene_id_a") == lonely["gene_id"]).sort("bits", descending=True)
     assert found.height, "the diverged partner was not found"
-    assert found["gene_symbol_b"][0] == "Diverged" and found["bsr"][0] < settle["settle_bsr"]
+    assert found["gene_symbol_b"][0] == "Diverged"
 
     exhaustive_path = align_species(planted, "human", "mouse", threads=1, sensitivity=5.7)
     assert read_provenance(exhaustive_path)["mode"] == "exhaustive"
