@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,23 @@ def shared_file(relative: str) -> Path:
     if not path.is_file():
         pytest.skip(f"needs {path} (../shared/data is not beside this checkout)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_the_library_leaves_it() -> Iterator[None]:
+    """Undo what an in-process command line did to the `orthovec` logger (`attach_cli_handler`: a
+    console handler, no propagation), so a later test's `caplog` sees what a library user would,
+    whatever ran before it. Warnings stay routed through logging once routed: turning that off would
+    make the next command turn it on inside a `pytest.warns` block, which then records nothing."""
+    yield
+    root = logging.getLogger("orthovec")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.propagate = True
+    root.setLevel(logging.NOTSET)
+    captured = logging.getLogger("py.warnings")
+    for handler in list(captured.handlers):
+        captured.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -130,7 +130,7 @@ def test_bad_records_are_skipped_and_counted_with_examples(tmp_path: Path) -> No
         (b"\n\n", "empty"),
         (b"gene,protein\nTP53,P04637\n", "not a FASTA file"),
         (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not a FASTA file"),
-        (gzip.compress(b">sp|P1|A GN=A\nMKV\n")[:20], "truncated"),
+        (gzip.compress(b">sp|P1|A GN=A\nMKV\n", mtime=0)[:20], "truncated"),
     ],
 )
 def test_whole_file_problems_are_one_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
