@@ -34,7 +34,6 @@ import http.client
 import json
 import os
 import platform
-import random
 import socket
 import statistics
 import subprocess
@@ -42,6 +41,8 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.diverged, run from anywhere
 
 import polars as pl
 from align_quality import DATA, ensembl_truth, proteome  # benchmarks/align_quality.py
@@ -51,6 +52,7 @@ import orthovec as ov
 from orthovec.cli import main as cli_main
 from orthovec.schemas.api import ApiLimits, Homolog
 from orthovec.schemas.atlas import Atlas
+from tests.diverged import mutated  # the planted divergence the tests use
 
 OUT = Path(__file__).resolve().parent / "out"
 FIELDS = list(Homolog.model_fields)
@@ -92,15 +94,6 @@ def scored_genes(atlas: Atlas, limit: int | None) -> list[tuple[str, str, str]]:
     assert missing == 0, f"{missing} reference human symbols without a gene in the atlas"
     rows = [(gene_id, a, b) for a, b, gene_id in genes.iter_rows()]
     return rows[:limit] if limit else rows
-
-
-def mutated(sequence: str, share: float, seed: int = 7) -> str:
-    """`sequence` with `share` of its positions (never the first) changed to another amino acid."""
-    rng = random.Random(seed)
-    residues = list(sequence)
-    for position in rng.sample(range(1, len(residues)), round(share * len(residues))):
-        residues[position] = rng.choice([a for a in "ACDEFGHIKLMNPQRSTVWY" if a != residues[position]])
-    return "".join(residues)
 
 
 def mutated_proteins(atlas: Atlas, genes: list[tuple[str, str, str]], n: int) -> list[tuple[str, str, str]]:

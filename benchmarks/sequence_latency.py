@@ -24,7 +24,6 @@ import gzip
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -34,19 +33,10 @@ from pathlib import Path
 
 from align_quality import proteome  # benchmarks/align_quality.py
 from Bio.SeqIO.FastaIO import SimpleFastaParser
-from query_agreement import ORTHOVEC, OUT, Server, build, free_port, uptime
+from query_agreement import ORTHOVEC, OUT, Server, build, free_port, mutated, uptime
 
 from orthovec.lookup.homology.mmseqs import mmseqs_binary
 from orthovec.schemas.atlas import Atlas
-
-
-def mutated(sequence: str, share: float, seed: int = 7) -> str:
-    """`sequence` with `share` of its positions (never the first) changed to another amino acid."""
-    rng = random.Random(seed)
-    residues = list(sequence)
-    for position in rng.sample(range(1, len(residues)), round(share * len(residues))):
-        residues[position] = rng.choice([a for a in "ACDEFGHIKLMNPQRSTVWY" if a != residues[position]])
-    return "".join(residues)
 
 
 def query_protein(species: str, length: int) -> tuple[str, str]:

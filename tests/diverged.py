@@ -3,7 +3,8 @@
 Species k keeps the first `records` proteins of the source with a share `k * step` of each one's
 residues substituted (seeded), so every pair of species has true one-to-one orthologs (the same
 gene, whatever its name) at a known distance, as real species further and further apart would.
-Used by the SLURM test and by `benchmarks/build_scaling.py`.
+Used by the SLURM test and by `benchmarks/build_scaling.py`; `mutated` makes one such protein for
+the sequence-search tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -38,3 +39,12 @@ def diverged_proteomes(
         paths[name] = out / f"{name}.fa"
         paths[name].write_text("".join(lines))
     return paths
+
+
+def mutated(sequence: str, share: float, seed: int = 7) -> str:
+    """`sequence` with `share` of its positions (never the first) changed to another amino acid."""
+    rng = random.Random(seed)
+    residues = list(sequence)
+    for position in rng.sample(range(1, len(residues)), round(share * len(residues))):
+        residues[position] = rng.choice(AMINO_ACIDS.replace(residues[position], ""))
+    return "".join(residues)

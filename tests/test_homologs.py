@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
-import random
 import shutil
 from pathlib import Path
 from typing import get_args
@@ -30,6 +29,7 @@ from orthovec.lookup.store import open_store
 from orthovec.schemas import api
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import NotFound
+from tests.diverged import mutated
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
 FROG = "xenopus_tropicalis"
@@ -48,15 +48,6 @@ def _cli(*args: str) -> str:
     return result.stdout
 
 
-def _mutated(sequence: str, share: float, seed: int = 7) -> str:
-    """`sequence` with `share` of its positions (never the first) changed to another amino acid."""
-    rng = random.Random(seed)
-    residues = list(sequence)
-    for position in rng.sample(range(1, len(residues)), round(share * len(residues))):
-        residues[position] = rng.choice([a for a in "ACDEFGHIKLMNPQRSTVWY" if a != residues[position]])
-    return "".join(residues)
-
-
 @pytest.fixture(scope="module")
 def plain_atlas(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo proteomes (human with one orphan protein more) indexed without embeddings, aligned,
@@ -67,7 +58,7 @@ def plain_atlas(tmp_path_factory: pytest.TempPathFactory) -> Path:
     etf1 = next(sequence for header, sequence in records if "GN=ETF1 " in header)
     records += [
         ("sp|Q00000|Q00000_HUMAN made up OX=9606 GN=ORPHAN1", ORPHAN),
-        ("sp|Q00001|Q00001_HUMAN a made-up paralog OX=9606 GN=ETF1P", _mutated(etf1, 0.3)),
+        ("sp|Q00001|Q00001_HUMAN a made-up paralog OX=9606 GN=ETF1P", mutated(etf1, 0.3)),
     ]
     human.write_text("".join(f">{header}\n{sequence}\n" for header, sequence in records))
     _cli("index", str(human), "--species", "human", "--no-embed", "--atlas", str(root))
@@ -181,7 +172,7 @@ def test_paralogs_come_from_the_genes_own_species_never_the_gene_itself(demo_atl
 
 def test_a_mutated_protein_finds_its_ortholog_with_mmseqs2_and_no_weights(plain_atlas: Path) -> None:
     _header, sequence = next(r for r in _records("human_demo.fasta.gz") if "GN=ETF1 " in r[0])
-    query = _mutated(sequence, 0.10)
+    query = mutated(sequence, 0.10)
     (answer,) = service.query_sequences(Atlas(plain_atlas), [("etf1-10%", query)], to=[FROG, "human"], k=3)
     assert answer.model is None and [t.evidence for t in answer.targets] == ["alignment", "alignment"]
     frog, human = ([h for h in answer.hits if h.species == s] for s in (FROG, "human"))
@@ -198,7 +189,7 @@ def test_sequences_over_http_without_weights_are_searched(plain_atlas: Path) -> 
     _header, sequence = next(r for r in _records("human_demo.fasta.gz") if "GN=AK2 " in r[0])
     atlas = Atlas(plain_atlas)
     client = TestClient(create_app(None, atlas, sequence_search=service.mmseqs_search(atlas)))
-    body = {"sequences": [{"id": "ak2", "sequence": _mutated(sequence, 0.10)}], "to": [FROG]}
+    body = {"sequences": [{"id": "ak2", "sequence": mutated(sequence, 0.10)}], "to": [FROG]}
     response = client.post("/homologs/sequence", json=body)
     assert response.status_code == 200, response.text
     (result,) = response.json()["results"]

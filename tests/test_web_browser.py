@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -27,6 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from orthovec.cli import main
+from tests.diverged import mutated
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -353,7 +353,7 @@ def test_with_an_api_key_the_page_asks_for_it_and_sends_it(demo_atlas: Path, bro
         _wait(browser, lambda d: _rows(d))
         # This server has no weights: a pasted sequence is searched with MMseqs2 alone.
         assert "MMseqs2 search (no weights to embed with)" in browser.find_element(By.ID, "provenance").text
-        _paste_sequence(browser, _mutated(_human_protein("ETF1"), 0.10), FROG)
+        _paste_sequence(browser, mutated(_human_protein("ETF1"), 0.10), FROG)
         first = _rows(browser)[0]
         assert first[_column(browser, "Symbol")] == "etf1" and first[_column(browser, "Evidence")] == "alignment"
         assert "Cosine" not in [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#results thead th")]
@@ -368,15 +368,6 @@ def _human_protein(symbol: str) -> str:
 
     with gzip.open(ROOT / "orthovec" / "examples" / "human_demo.fasta.gz", "rt") as handle:
         return next(sequence for header, sequence in SimpleFastaParser(handle) if f"GN={symbol} " in header)
-
-
-def _mutated(sequence: str, share: float, seed: int = 7) -> str:
-    """`sequence` with `share` of its positions (never the first) changed to another amino acid."""
-    rng = random.Random(seed)
-    residues = list(sequence)
-    for position in rng.sample(range(1, len(residues)), round(share * len(residues))):
-        residues[position] = rng.choice([a for a in "ACDEFGHIKLMNPQRSTVWY" if a != residues[position]])
-    return "".join(residues)
 
 
 def _paste_sequence(driver: WebDriver, sequence: str, target: str) -> None:
