@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,6 +241,16 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _answers_health(url: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=30) as health:
+                return health.status == 200
+        except urllib.error.URLError:
+            time.sleep(0.2)
+    return False
+
+
 def test_orthovec_serve_records_its_url_and_readers_beside_it_copy_nothing(atlas: Atlas, temp_dir: Path) -> None:
     expected, port = _expected(atlas), _free_port()
     command = [sys.executable, "-m", "orthovec.cli", "serve", "--atlas", str(atlas.root), "--port", str(port)]
@@ -249,8 +260,9 @@ def test_orthovec_serve_records_its_url_and_readers_beside_it_copy_nothing(atlas
         while serving_url(atlas) is None and server.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert serving_url(atlas) == f"http://127.0.0.1:{port}", server.stderr.read() if server.poll() else ""
-        with urllib.request.urlopen(f"{serving_url(atlas)}/health", timeout=30) as health:
-            assert health.status == 200
+        # The record is written just before uvicorn binds its socket (readers pass over a server that
+        # does not answer yet), so wait for the socket too.
+        assert _answers_health(f"http://127.0.0.1:{port}", deadline), server.stderr.read() if server.poll() else ""
         reader = open_store(atlas, read_only=True)
         assert isinstance(reader, GeneTableStore)
         assert _answers(reader) == expected
