@@ -26,7 +26,9 @@ def _logging_as_the_library_leaves_it() -> Iterator[None]:
     whatever ran before it. Warnings stay routed through logging once routed: turning that off would
     make the next command turn it on inside a `pytest.warns` block, which then records nothing."""
     yield
-    root = logging.getLogger("orthovec")
+    from orthovec.core.logs import ROOT
+
+    root = logging.getLogger(ROOT)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.propagate = True

@@ -167,7 +167,7 @@ def _manifest(tmp_path: Path, table: str, key: str, value: str) -> Path:
 
 def _toml(value: str) -> str:
     """The hostile values as TOML spells them (its integers are 64-bit: the huge one becomes a float)."""
-    return {"-99999999999999999999": "-1e20", "2.5": "2.5"}.get(value, value)
+    return {"-99999999999999999999": "-1e20"}.get(value, value)
 
 
 @pytest.mark.parametrize(
@@ -190,7 +190,7 @@ def test_a_manifest_number_within_its_rule_is_accepted(tmp_path: Path, table: st
     value = MANIFEST_VALID[(table, key)]
     manifest = load_manifest(_manifest(tmp_path, table, key, json.dumps(value)))
     entry = manifest.species[0] if table == "species" else manifest.atlas
-    held = getattr(entry, key, None) if hasattr(entry, key) else manifest.atlas.mapping.get(key)
+    held = getattr(entry, key) if hasattr(entry, key) else manifest.atlas.mapping.get(key)
     assert held == value
 
 
