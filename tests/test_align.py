@@ -19,7 +19,9 @@ from click.testing import CliRunner
 
 from orthovec.cli import main
 from orthovec.indexer.proteome import read_proteome
-from orthovec.lookup.homology.align import align_species
+from orthovec.lookup.homology import mmseqs
+from orthovec.lookup.homology.align import AlignParams, align_species, search_both_ways
+from orthovec.lookup.homology.databases import open_database
 from orthovec.lookup.homology.graph import near_best
 from orthovec.lookup.homology.mapping import MappingParams, build_mapping, map_species
 from orthovec.lookup.homology.mmseqs import run_mmseqs
@@ -304,3 +306,36 @@ def test_align_works_with_a_relative_atlas_path(
     result = CliRunner().invoke(main, ["align", "human", "mouse", "--threads", "1", "--atlas", "atlas"])
     assert result.exit_code == 0, result.output
     assert read_table(Path("atlas/alignments/human__mouse.parquet"), ALIGNMENT).num_rows > PLANTED
+
+
+def test_a_pair_both_prefilters_propose_is_aligned_once_and_read_from_either_side(
+    aligned: Atlas, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """B→A takes A→B's alignment of a pair both searches propose, transposed. Against a B→A search
+    of its own, the pairs are the same (bar those A→B rejected), and so are both coverages and,
+    within MMseqs2's query-side composition correction, the bits; a transposition that forgot to
+    swap the coverages fails on the pairs of unequal coverage (the half-length isoform's)."""
+    databases = {name: open_database(aligned, name, threads=1) for name in ("human", "mouse")}
+    with caplog.at_level("INFO", logger="orthovec.align"):
+        hits = search_both_ways(tmp_path, databases["human"], databases["mouse"], AlignParams(mode="exhaustive"), 1)
+    reused = [m for m in caplog.messages if m.startswith("B→A: exact Smith–Waterman")]
+    assert len(reused) == 1 and not reused[0].endswith("; 0 aligned already")
+
+    human, mouse = databases["human"].db, databases["mouse"].db
+    mmseqs.prefilter(mouse, human, tmp_path / "pref", tmp_path, 1, sensitivity=5.7, max_seqs=300, step="prefilter")
+    mmseqs.align(mouse, human, tmp_path / "pref", tmp_path / "aln", tmp_path, 1, max_evalue=1e-3, step="align")
+    fresh = mmseqs.read_hits(mouse, human, tmp_path / "aln", tmp_path, 1)
+    forward = hits.filter(pl.col("direction") == "ab")
+    backward = hits.filter(pl.col("direction") == "ba")
+    rejected_forward = fresh.join(
+        forward.rename({"query": "target", "target": "query"}), on=["query", "target"], how="anti"
+    )
+    assert backward.height == fresh.height - rejected_forward.height and backward.height > PLANTED
+    both = backward.join(fresh, on=["query", "target"], suffix="_fresh")
+    assert both.height == backward.height
+    for column in ("qcov", "tcov"):
+        near = (both[column] - both[f"{column}_fresh"]).abs() <= 0.01
+        assert near.mean() >= 0.9  # type: ignore[operator]
+    lopsided = both.filter((pl.col("qcov_fresh") - pl.col("tcov_fresh")).abs() > 0.3)
+    assert lopsided.height and ((lopsided["qcov"] - lopsided["qcov_fresh"]).abs() < 0.1).all()
+    assert ((both["bits"] - both["bits_fresh"]).abs() <= 10 + 0.05 * both["bits_fresh"]).all()

@@ -170,3 +170,34 @@ def read_hits(query: Path, target: Path, aligned: Path, work: Path, threads: int
     if tsv.stat().st_size == 0:
         return pl.DataFrame(schema=HIT_SCHEMA)
     return pl.read_csv(tsv, separator="\t", has_header=False, new_columns=list(FIELDS), schema_overrides=HIT_SCHEMA)
+
+
+def read_candidates(
+    prefilter: Path, work: Path, query_names: dict[str, str], target_names: dict[str, str]
+) -> pl.DataFrame:
+    """A prefilter result database as one row per candidate pair, in MMseqs2's order: `query`,
+    `target` (FASTA names) and the record's own fields (keys, k-mer score, diagonal) for
+    `write_candidates`."""
+    tsv = prefilter.with_name(f"{prefilter.name}.candidates.tsv")
+    run_mmseqs(["prefixid", str(prefilter), str(tsv), "--tsv", "-v", "1"], work, "prefixid")
+    schema = {"query_key": pl.String, "target_key": pl.String, "score": pl.String, "diagonal": pl.String}
+    if tsv.stat().st_size == 0:
+        rows = pl.DataFrame(schema=schema)
+    else:
+        rows = pl.read_csv(tsv, separator="\t", has_header=False, new_columns=list(schema), schema=schema)
+    return rows.with_columns(
+        query=pl.col("query_key").replace_strict(query_names, return_dtype=pl.String),
+        target=pl.col("target_key").replace_strict(target_names, return_dtype=pl.String),
+    )
+
+
+def write_candidates(candidates: pl.DataFrame, prefilter: Path, work: Path) -> Path:
+    """Some of `read_candidates`' rows as a prefilter result database beside `prefilter` (returned),
+    so that `align` scores only those."""
+    tsv = prefilter.with_name(f"{prefilter.name}.kept.tsv")
+    candidates.select("query_key", "target_key", "score", "diagonal").write_csv(
+        tsv, separator="\t", include_header=False
+    )
+    kept = prefilter.with_name(f"{prefilter.name}_kept")
+    run_mmseqs(["tsv2db", str(tsv), str(kept), "--output-dbtype", "7", "-v", "1"], work, "tsv2db")
+    return kept
