@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from collections.abc import Iterator
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,12 +41,34 @@ def _logging_as_the_library_leaves_it() -> Iterator[None]:
         captured.removeHandler(handler)
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """`build(folder)` run once per test session, however many pytest-xdist workers ask for it.
+
+    Session fixtures are per worker: four workers built the demo atlas four times, a minute of the
+    suite's CPU. The first worker builds it under the session's shared temporary root, holding a
+    lock there; the others wait for the lock and find it done. What is built this way is read-only.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's root, above each worker's own
+    folder = root / f"shared-{name}"
+    with open(root / f"shared-{name}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer ESM-2 in fair-esm's checkpoint layout."""
     from orthovec.embedding.random_weights import write_random_checkpoint
 
-    return write_random_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.pt", "tiny")
+    name = "tiny.pt"
+    return built_once(tmp_path_factory, "tiny", lambda folder: write_random_checkpoint(folder / name, "tiny")) / name
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +76,8 @@ def weights_8m(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real 8M architecture with random weights (30 MB, written once per session)."""
     from orthovec.embedding.random_weights import write_random_checkpoint
 
-    return write_random_checkpoint(tmp_path_factory.mktemp("weights") / "esm2_t6_8M_UR50D.pt", "8M")
+    name = "esm2_t6_8M_UR50D.pt"
+    return built_once(tmp_path_factory, "8m", lambda folder: write_random_checkpoint(folder / name, "8M")) / name
 
 
 @pytest.fixture(scope="session")
@@ -64,13 +90,15 @@ def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> 
 
     from orthovec.cli import main
 
-    atlas = tmp_path_factory.mktemp("demo") / "atlas"
-    result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
-    assert result.exit_code == 0, result.output
-    # The one-to-one calls rest on MMseqs2 alignments (real evidence), so random weights still recover them.
-    assert "one-to-one pairs agreeing with DIOPT (7/7 tools): 150 of 150" in result.output and "AK2" in result.output
-    assert "These weights are random" in result.output  # the agreement figure measures no biology
-    return atlas
+    def build(folder: Path) -> None:
+        result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(folder / "atlas")])
+        assert result.exit_code == 0, result.output
+        # The one-to-one calls rest on MMseqs2 alignments (real evidence), so random weights still recover them.
+        assert "one-to-one pairs agreeing with DIOPT (7/7 tools): 150 of 150" in result.output
+        assert "AK2" in result.output
+        assert "These weights are random" in result.output  # the agreement figure measures no biology
+
+    return built_once(tmp_path_factory, "demo", build) / "atlas"
 
 
 def human_sequences(n: int) -> list[str]:
