@@ -51,7 +51,7 @@ from orthovec.indexer.pool import pool_genes
 from orthovec.indexer.proteome import ReadReport, read_proteome
 from orthovec.indexer.settings import CHUNK_RESIDUES, Pooling, Unresolved
 from orthovec.schemas.atlas import Atlas, check_name
-from orthovec.schemas.errors import Invalid, Unavailable, UserError
+from orthovec.schemas.errors import Invalid, Unavailable
 from orthovec.schemas.parameters import check_number
 from orthovec.schemas.space import PROVENANCE_FIELD, EmbeddingSpace
 from orthovec.schemas.tables import GENES, PROTEIN_EMBEDDINGS, PROTEINS, read_table, vectors_column, write_table
@@ -225,7 +225,7 @@ class EmbeddingCache:
             matrix[target] = vectors[source]
             found[target] = True
         if matrix is None or not found.all():
-            raise UserError(
+            raise Invalid(
                 f"{self.directory}: {int((~found).sum())} embedded sequences are missing from the cache "
                 "(was it changed while indexing?); run the same `orthovec index` command again to embed them."
             )

@@ -27,7 +27,7 @@ import pyarrow as pa
 from orthovec.core.files import open_text
 from orthovec.lookup.homology.graph import groups, relations
 from orthovec.lookup.settings import Strategy
-from orthovec.schemas.errors import Invalid, UserError
+from orthovec.schemas.errors import Invalid
 from orthovec.schemas.tables import MAPPING, read_table
 
 ENSEMBL_RELATION = {
@@ -80,7 +80,7 @@ def detect_biomart(columns: list[str], source: str) -> BiomartLayout:
     # Ensembl names species by common names of one or more words ("Tropical clawed frog gene name").
     target = next((n for n in normal if re.fullmatch(r"[a-z0-9 ]+ gene name", n) and n != "gene name"), None)
     if "gene name" not in normal or target is None:
-        raise UserError(
+        raise Invalid(
             f"{source}: not a recognised Ensembl BioMart homology export. Expected columns 'Gene name' and "
             "'<Species> gene name' (plus optionally 'Gene stable ID', '<Species> homology type', "
             f"'%id. ...', '<Species> orthology confidence [0 low, 1 high]'); found: {', '.join(columns)}."
@@ -112,7 +112,7 @@ def _read_delimited(path: Path) -> pl.DataFrame:
     try:
         return pl.read_csv(path, separator=separator, infer_schema_length=0, quote_char='"')
     except pl.exceptions.PolarsError as err:
-        raise UserError(
+        raise Invalid(
             f"{path}: could not be read as a {'TSV' if separator == chr(9) else 'CSV'} table ({err})."
         ) from err
 
@@ -229,10 +229,10 @@ def import_pairs(
     """A CSV/TSV of gene pairs (first two columns unless named) with an optional score column."""
     frame = _read_delimited(path)
     if len(frame.columns) < 2:
-        raise UserError(f"{path}: expected at least two columns (gene A, gene B), found {frame.columns}.")
+        raise Invalid(f"{path}: expected at least two columns (gene A, gene B), found {frame.columns}.")
     for name in (col_a, col_b, col_score):
         if name and name not in frame.columns:
-            raise UserError(f"{path}: no column {name!r}; columns are {', '.join(frame.columns)}.")
+            raise Invalid(f"{path}: no column {name!r}; columns are {', '.join(frame.columns)}.")
     col_a, col_b = col_a or frame.columns[0], col_b or frame.columns[1]
     if col_score is None and len(frame.columns) > 2:
         third = frame[frame.columns[2]].cast(pl.Float32, strict=False)
@@ -345,7 +345,7 @@ def apply_strategy(mapping: pa.Table, strategy: Strategy, embedding_mapping: Pat
         joined = joined.drop(["_a", "_b"]).with_columns(score=fused.cast(pl.Float32))
         chosen = _greedy(joined, ["orthology_confidence", "score"])
         if chosen["embedding_score"].null_count() == len(chosen):
-            raise UserError(f"{embedding_mapping}: no pair matches the imported homology by gene symbol.")
+            raise Invalid(f"{embedding_mapping}: no pair matches the imported homology by gene symbol.")
     group_id = groups(chosen["gene_id_a"].to_numpy(), chosen["gene_id_b"].to_numpy())
     chosen = chosen.with_columns(group_id=pl.Series(group_id, dtype=pl.Int64), source=pl.col("source") + f":{strategy}")
     return MAPPING.validate(chosen.to_arrow(), strategy)
@@ -372,7 +372,7 @@ def import_homology(
         else import_pairs(path, species_a, species_b, **pair_columns)
     )
     if table.num_rows == 0:
-        raise UserError(f"{path}: no homology pairs found.")
+        raise Invalid(f"{path}: no homology pairs found.")
     if strategy in ("hc-greedy", "fused") and fmt != "biomart":
         raise Invalid(
             "needs Ensembl confidence and identity columns (a BioMart export).", param="strategy", value=strategy
