@@ -95,6 +95,11 @@ def species_proteins(atlas: Atlas, species: str) -> pa.Table:
     path = atlas.proteins(species)
     if not path.is_file():
         known = atlas.species_names()
+        if species in known:  # gene tables of an older orthovec, or a half-removed species: no proteins
+            raise NotFound(
+                f"{species} in {atlas.root} has no proteins table ({path}), which alignment reads. "
+                "Index its proteome again with `orthovec index` (with --no-embed it registers the proteins only)."
+            )
         raise NotFound(
             f"Unknown species '{species}' in {atlas.root} (no {path}); it holds: {', '.join(known) or 'nothing'}. "
             "Index its proteome with `orthovec index` first."
