@@ -455,7 +455,9 @@ def load_command(
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="ESM-2 checkpoint the atlas was indexed with; enables POST /homologs/sequence.",
+    help="Embed sequences sent to POST /homologs/sequence with this checkpoint (default: the one the atlas was "
+    "indexed with, if it is still there, as `query --sequence` does); without weights, they are searched "
+    "with MMseqs2 alone.",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option(

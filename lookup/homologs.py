@@ -841,15 +841,12 @@ def query_sequences(
     """`homologs_of_sequences` over an atlas directory, for one caller: searched with MMseqs2, and
     embedded with `weights` (default: the checkpoint the atlas was indexed with, while it is still
     where it was; never a download)."""
-    from orthovec.lookup.sequence import atlas_embedding_settings, lazy_embedder, remembered_weights
+    from orthovec.lookup.sequence import lazy_embedder, sequence_weights
 
     with reading_store(atlas, qdrant_url, qdrant_api_key) as store:
         embed = None
         if store is not None:
-            models = [model] if model else store.models()
-            checkpoint = weights or next(
-                (found for m in models if (found := remembered_weights(atlas_embedding_settings(atlas, m)))), None
-            )
+            checkpoint = sequence_weights(atlas, [model] if model else store.models(), weights)
             embed = lazy_embedder(atlas, checkpoint, device) if checkpoint else None
         return homologs_of_sequences(
             atlas,

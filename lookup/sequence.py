@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -81,6 +81,15 @@ def remembered_weights(settings: dict[str, object]) -> Path | None:
     """The checkpoint the atlas was indexed with, if it is still where it was (its sha256 is checked on use)."""
     path = settings.get("weights_path")
     return Path(str(path)) if path and Path(str(path)).is_file() else None
+
+
+def sequence_weights(atlas: Atlas, models: Sequence[str], weights: Path | None = None) -> Path | None:
+    """The checkpoint sequences are embedded with: `weights`, else the first the atlas's `models`
+    were indexed with that is still where it was; None (MMseqs2 alone) when there is none. The
+    command line and the server both ask this, so a sequence gets the same answer from either."""
+    if weights is not None:
+        return weights
+    return next((found for m in models if (found := remembered_weights(atlas_embedding_settings(atlas, m)))), None)
 
 
 def embedder_for_atlas(

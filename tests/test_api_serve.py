@@ -153,6 +153,38 @@ def test_sequence_queries_embed_with_the_atlas_weights(demo_atlas: Path, tiny_we
     assert top["gene_symbol"] == header.split("GN=")[1].split()[0] and top["score"] == pytest.approx(1.0, abs=1e-4)
 
 
+def test_serve_embeds_sequences_with_the_atlas_weights_as_query_does(demo_atlas: Path) -> None:
+    """Without --weights, serve takes the checkpoint the atlas was indexed with, as `query --fasta`
+    does, so a sequence gets the same rows from either (they differed: the server searched with
+    MMseqs2 alone while the command also embedded)."""
+    import gzip
+
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    with gzip.open(EXAMPLES / "xenopus_tropicalis_demo.fasta.gz", "rt") as handle:
+        header, sequence = next(SimpleFastaParser(handle))
+    port = _free_port()
+    server = subprocess.Popen(
+        [*SERVE, "--atlas", str(demo_atlas), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        _wait_for_health(server, port)
+        assert httpx.get(f"http://127.0.0.1:{port}/atlas").json()["sequence_embedding"] is True
+        body = {"sequences": [{"id": "frog", "sequence": sequence}], "to": ["xenopus_tropicalis"], "k": 3}
+        served = httpx.post(f"http://127.0.0.1:{port}/homologs/sequence", json=body, timeout=120)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert served.status_code == 200, served.text
+    command = [sys.executable, "-m", "orthovec.cli", "query", "--sequence", sequence, "--to", "xenopus_tropicalis"]
+    done = subprocess.run([*command, "-k", "3", "--atlas", str(demo_atlas), "--format", "json"], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    hits = served.json()["results"][0]["hits"]
+    assert hits[0]["evidence"] == "both" and hits[0]["gene_symbol"] == header.split("GN=")[1].split()[0]
+    rows = json.loads(done.stdout)
+    assert [{k: v for k, v in row.items() if k in hits[0]} for row in rows] == hits
+
+
 def test_weights_other_than_the_atlas_answer_503(demo_atlas: Path, tmp_path: Path) -> None:
     from orthovec.embedding.random_weights import write_random_checkpoint
 

@@ -12,7 +12,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from orthovec.core.logs import get_logger
 from orthovec.lookup.homologs import mmseqs_search
-from orthovec.lookup.sequence import lazy_embedder
+from orthovec.lookup.sequence import lazy_embedder, sequence_weights
 from orthovec.lookup.serve.app import create_app
 from orthovec.lookup.store import GeneStore, ServerStore, describe, open_store, serving
 from orthovec.schemas.atlas import Atlas
@@ -133,7 +133,8 @@ def run_server(
     _check_port_free(host, port)
     store = open_for_serving(atlas, qdrant_url, qdrant_api_key)
     try:
-        embedder = lazy_embedder(atlas, weights, device) if weights else None
+        checkpoint = sequence_weights(atlas, store.models(), weights) if store is not None else None
+        embedder = lazy_embedder(atlas, checkpoint, device) if checkpoint else None
         app = create_app(
             store,
             atlas,
