@@ -218,6 +218,10 @@ def test_evidence_that_is_missing_is_named_with_the_command_that_makes_it(aligne
     assert no_alignment.exit_code == 2 and "run `orthovec align human mouse` first" in no_alignment.output
     unknown = runner.invoke(main, ["align", "human", "yeast", "--atlas", str(aligned.root)])
     assert unknown.exit_code == 2 and "Unknown species 'yeast'" in unknown.output and "orthovec index" in unknown.output
+    (bare.root / "species" / "yeast" / "genes").mkdir(parents=True)  # a species without its proteins table
+    held = runner.invoke(main, ["align", "human", "yeast", "--atlas", str(bare.root)])
+    assert held.exit_code == 2 and "yeast in" in held.output and "has no proteins table" in held.output
+    assert "Unknown species" not in held.output
 
 
 def test_an_alignment_of_older_proteins_is_refused(aligned: Atlas, tmp_path: Path) -> None:
@@ -339,3 +343,27 @@ def test_a_pair_both_prefilters_propose_is_aligned_once_and_read_from_either_sid
     lopsided = both.filter((pl.col("qcov_fresh") - pl.col("tcov_fresh")).abs() > 0.3)
     assert lopsided.height and ((lopsided["qcov"] - lopsided["qcov_fresh"]).abs() < 0.1).all()
     assert ((both["bits"] - both["bits_fresh"]).abs() <= 10 + 0.05 * both["bits_fresh"]).all()
+
+
+def test_a_sensitive_pass_with_more_open_queries_than_targets_runs_from_the_targets_side(
+    slices: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Against a 5-protein mouse file most human queries stay unsettled, so the second pass searches
+    the 5 mouse proteins against them and turns the pairs round; each human gene's best mouse
+    partner is the one the exhaustive search gives, and so are its identity and coverages."""
+    atlas = _proteins_atlas(tmp_path / "atlas", slices)
+    mouse = read_table(atlas.proteins("mouse"), PROTEINS)
+    write_table(mouse.slice(0, 5), atlas.proteins("mouse"), PROTEINS, {})
+    with caplog.at_level("INFO", logger="orthovec.align"):
+        adaptive = _frame(read_table(align_species(atlas, "human", "mouse", threads=1), ALIGNMENT))
+    assert any(
+        m.startswith("A→B: candidates (MMseqs2 prefilter, -s 5.7 from the target's side)") for m in caplog.messages
+    )
+    exhaustive = _frame(read_table(align_species(atlas, "human", "mouse", threads=1, sensitivity=5.7), ALIGNMENT))
+    columns = ["gene_id_a", "gene_id_b", "protein_id_a", "protein_id_b", "identity", "coverage_a", "coverage_b"]
+
+    def best(pairs: pl.DataFrame) -> pl.DataFrame:
+        top = pairs.sort(["bits", "gene_id_b"], descending=[True, False]).unique("gene_id_a", keep="first")
+        return top.select(columns).sort("gene_id_a")
+
+    assert best(adaptive).height >= 5 and best(adaptive).equals(best(exhaustive))

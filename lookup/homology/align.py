@@ -298,6 +298,11 @@ def _search(
     )
     if not open_keys:
         return done.hits, done.pairs
+    target_names = dict(_lookup(target))
+    # The prefilter's cost grows with its queries' residues (each query position lists its similar
+    # k-mers), so when the open queries outnumber the target's sequences (human against a 1,375-
+    # protein frog file), the sensitive pass runs from the target's side and its pairs are turned round.
+    from_target = len(open_keys) > len(target_names)
     keys = work / f"open_{label}.txt"
     keys.write_text("".join(f"{key}\n" for key in open_keys))
     subset = work / f"open_{query.name}_{target.name}"
@@ -319,6 +324,7 @@ def _search(
         threads,
         "pass2",
         before.plus(done),
+        from_target=from_target,
     )
     hits = pl.concat([done.hits, again.hits]).unique(["query", "target"], keep="first", maintain_order=True)
     return hits, pl.concat([done.pairs, again.pairs]).unique()
@@ -336,16 +342,24 @@ def _pass(
     threads: int | None,
     name: str,
     before: _Aligned,
+    *,
+    from_target: bool = False,
 ) -> _Aligned:
-    """Prefilter candidates, Smith–Waterman for those not in `before`; `before`'s hits for the rest."""
+    """Prefilter candidates, Smith–Waterman for those not in `before`; `before`'s hits for the rest.
+
+    `from_target`: the prefilter searches `target`'s sequences against `query`'s (each keeping its
+    best `max_seqs`), and the candidate pairs are turned round before they are aligned.
+    """
     prefilter, aligned = (
         work / f"pref_{name}_{query.name}_{target.name}",
         work / f"aln_{name}_{query.name}_{target.name}",
     )
-    logger.info("%s: candidates (MMseqs2 prefilter, -s %s)", label, sensitivity)
+    side = " from the target's side" if from_target else ""
+    logger.info("%s: candidates (MMseqs2 prefilter, -s %s%s)", label, sensitivity, side)
+    searched, searched_in = (target, query) if from_target else (query, target)
     mmseqs.prefilter(
-        query,
-        target,
+        searched,
+        searched_in,
         prefilter,
         work,
         threads,
@@ -353,7 +367,11 @@ def _pass(
         max_seqs=max_seqs,
         step=f"prefilter {label}",
     )
-    candidates = mmseqs.read_candidates(prefilter, work, query_names, dict(_lookup(target)))
+    target_names = dict(_lookup(target))
+    if from_target:
+        candidates = mmseqs.turned_round(mmseqs.read_candidates(prefilter, work, target_names, query_names))
+    else:
+        candidates = mmseqs.read_candidates(prefilter, work, query_names, target_names)
     fresh = candidates.join(before.pairs, on=["query", "target"], how="anti", maintain_order="left")
     reused = before.hits.join(candidates, on=["query", "target"], how="semi")
     logger.info(
@@ -364,7 +382,7 @@ def _pass(
     )
     if fresh.height == 0:
         return _Aligned(candidates.select("query", "target"), reused)
-    if fresh.height < candidates.height:
+    if fresh.height < candidates.height or from_target:
         prefilter = mmseqs.write_candidates(fresh, prefilter, work)
     mmseqs.align(query, target, prefilter, aligned, work, threads, max_evalue=params.max_evalue, step=f"align {label}")
     hits = mmseqs.read_hits(query, target, aligned, work, threads)

@@ -191,6 +191,18 @@ def read_candidates(
     )
 
 
+def turned_round(candidates: pl.DataFrame) -> pl.DataFrame:
+    """`read_candidates` rows of a search of B against A as rows of A against B: the sides swap,
+    the diagonal (query position minus target position) changes sign, and the rows are grouped by
+    the new query, best k-mer score first, as a prefilter result database holds them."""
+    return (
+        candidates.rename({"query": "target", "target": "query", "query_key": "target_key", "target_key": "query_key"})
+        .with_columns(pl.col("diagonal").cast(pl.Int64).neg().cast(pl.String))
+        .sort([pl.col("query_key").cast(pl.Int64), pl.col("score").cast(pl.Int64)], descending=[False, True])
+        .select(candidates.columns)
+    )
+
+
 def write_candidates(candidates: pl.DataFrame, prefilter: Path, work: Path) -> Path:
     """Some of `read_candidates`' rows as a prefilter result database beside `prefilter` (returned),
     so that `align` scores only those."""
