@@ -459,6 +459,12 @@ def load_command(
     "indexed with, if it is still there, as `query --sequence` does); without weights, they are searched "
     "with MMseqs2 alone.",
 )
+@click.option(
+    "--no-embed",
+    is_flag=True,
+    help="Search sequences with MMseqs2 alone, even where the atlas's checkpoint is at hand (a CPU-only "
+    "server that should not load ESM-2).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option(
     "--api-key-env",
@@ -486,6 +492,7 @@ def serve_command(
     qdrant_url: str | None,
     qdrant_api_key: str | None,
     weights: Path | None,
+    no_embed: bool,
     device: str,
     api_key_env: str | None,
     cors_origins: tuple[str, ...],
@@ -502,6 +509,8 @@ def serve_command(
     """
     from orthovec.lookup.serve.server import run_server
 
+    if no_embed and weights is not None:
+        raise click.UsageError("Give --weights or --no-embed, not both.")
     api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)
@@ -514,6 +523,7 @@ def serve_command(
         qdrant_url=qdrant_url,
         qdrant_api_key=qdrant_api_key,
         weights=weights,
+        embed=not no_embed,
         device=device,
         api_key=api_key,
         cors_origins=cors_origins,

@@ -119,13 +119,17 @@ def test_a_gene_query_beside_a_server_is_answered_by_it_with_the_same_rows(atlas
     assert unknown.returncode == 2 and "No gene 'NOPE' in human" in unknown.stderr  # the server's error, as the CLI's
 
 
-def test_serve_refuses_an_empty_atlas_and_an_unset_key_variable(tmp_path: Path, atlas: Path) -> None:
+def test_serve_refuses_an_empty_atlas_an_unset_key_variable_and_weights_with_no_embed(tmp_path: Path, atlas: Path) -> None:
     empty = _serve("--atlas", str(tmp_path / "nothing"), "--port", str(_free_port()))
     assert empty.returncode == 2 and "holds no species" in empty.stderr and "orthovec index" in empty.stderr
     env_name = "ORTHOVEC_TEST_UNSET_KEY"
     assert env_name not in os.environ
     unset = _serve("--atlas", str(atlas), "--api-key-env", env_name)
     assert unset.returncode == 2 and env_name in unset.stderr
+    checkpoint = tmp_path / "any.pt"
+    checkpoint.write_bytes(b"")
+    both = _serve("--atlas", str(atlas), "--no-embed", "--weights", str(checkpoint))
+    assert both.returncode == 2 and "--weights or --no-embed, not both" in both.stderr
 
 
 # --- sequence queries with the real embedder (--weights) ----------------------------------------

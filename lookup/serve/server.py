@@ -122,18 +122,23 @@ def run_server(
     qdrant_url: str | None = None,
     qdrant_api_key: str | None = None,
     weights: Path | None = None,
+    embed: bool = True,
     device: str = "auto",
     api_key: str | None = None,
     cors_origins: Sequence[str] = (),
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> None:
-    """Check the port and the store, then answer HTTP requests until interrupted (closing the store after)."""
+    """Check the port and the store, then answer HTTP requests until interrupted (closing the store after).
+
+    Sequences are embedded with `weights`, by default the checkpoint the atlas was indexed with
+    (`sequence_weights`), unless `embed` is False; they are always searched with MMseqs2.
+    """
     import uvicorn
 
     _check_port_free(host, port)
     store = open_for_serving(atlas, qdrant_url, qdrant_api_key)
     try:
-        checkpoint = sequence_weights(atlas, store.models(), weights) if store is not None else None
+        checkpoint = sequence_weights(atlas, store.models(), weights) if store is not None and embed else None
         embedder = lazy_embedder(atlas, checkpoint, device) if checkpoint else None
         app = create_app(
             store,
