@@ -97,8 +97,8 @@ def species_proteins(atlas: Atlas, species: str) -> pa.Table:
         known = atlas.species_names()
         if species in known:  # gene tables of an older orthovec, or a half-removed species: no proteins
             raise NotFound(
-                f"{species} in {atlas.root} has no proteins table ({path}), which alignment reads. "
-                "Index its proteome again with `orthovec index` (with --no-embed it registers the proteins only)."
+                f"{species} in {atlas.root} has no proteins table ({path}), which alignment reads. Index its "
+                "proteome again with `orthovec index` (it can register the proteins alone, without embeddings)."
             )
         raise NotFound(
             f"Unknown species '{species}' in {atlas.root} (no {path}); it holds: {', '.join(known) or 'nothing'}. "
