@@ -84,7 +84,7 @@ def weights_8m(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Path:
     """The main job's atlas (150 human + 150 frog genes, tiny random model), built once per session.
 
-    Shared read-only: tests that change an atlas build their own.
+    Shared read-only within a worker: tests that change an atlas build their own.
     """
     from click.testing import CliRunner
 
@@ -98,7 +98,11 @@ def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> 
         assert "AK2" in result.output
         assert "These weights are random" in result.output  # the agreement figure measures no biology
 
-    return built_once(tmp_path_factory, "demo", build) / "atlas"
+    # Each worker gets its own copy: tests write into it (a k-mer index on the first sequence
+    # search, a server's record, store locks), which workers must not share.
+    own = tmp_path_factory.mktemp("demo") / "atlas"
+    shutil.copytree(built_once(tmp_path_factory, "demo", build) / "atlas", own, symlinks=True)
+    return own
 
 
 def human_sequences(n: int) -> list[str]:
@@ -114,3 +118,32 @@ def human_sequences(n: int) -> list[str]:
             if len(sequences) == n:
                 break
     return sequences
+
+
+#: The test files that take longest (`pytest --durations`), handed to the pytest-xdist workers
+#: first (`--dist loadfile` keeps a file on one worker and deals files out in collection order):
+#: dealt out in name order, the SLURM, browser and build files started last and one worker ran
+#: alone for the suite's final minute.
+SLOW_FILES = (
+    "test_build.py",
+    "test_integrate_run.py",
+    "test_databases.py",
+    "test_slurm.py",
+    "test_align.py",
+    "test_web_browser.py",
+    "test_public_api.py",
+    "test_integrate_guards.py",
+    "test_homologs.py",
+    "test_embed.py",
+    "test_index_pipeline.py",
+    "test_integrity_index.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow files first, the rest in their order; tests keep their order inside a file."""
+    gone = [name for name in SLOW_FILES if not (Path(__file__).parent / name).is_file()]
+    if gone:
+        raise pytest.UsageError(f"tests/conftest.py SLOW_FILES names files that do not exist: {gone}")
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -23,9 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from click.testing import CliRunner
 
-from orthovec.cli import main
 from tests.diverged import mutated
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -98,12 +96,12 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Path:
+def demo_atlas(demo_atlas: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's copy of the session's demo atlas, and a second one for a server with an API
+    key (the first server holds its own store's lock)."""
     atlas = tmp_path_factory.mktemp("web") / "atlas"
-    result = CliRunner().invoke(main, ["demo", "--weights", str(tiny_weights), "--atlas", str(atlas)])
-    assert result.exit_code == 0, result.output
-    # A second copy for a server with an API key (the first server holds its own store's lock).
-    shutil.copytree(atlas, atlas.parent / "keyed")
+    shutil.copytree(demo_atlas, atlas, symlinks=True)
+    shutil.copytree(demo_atlas, atlas.parent / "keyed", symlinks=True)
     return atlas
 
 
@@ -342,7 +340,9 @@ def test_the_api_docs_render_with_no_request_leaving_the_server(
 
 
 def test_with_an_api_key_the_page_asks_for_it_and_sends_it(demo_atlas: Path, browser: WebDriver) -> None:
-    keyed = Server(demo_atlas.parent / "keyed", "--api-key-env", "ORTHOVEC_WEB_KEY", env={"ORTHOVEC_WEB_KEY": "k3y"})
+    keyed = Server(
+        demo_atlas.parent / "keyed", "--no-embed", "--api-key-env", "ORTHOVEC_WEB_KEY", env={"ORTHOVEC_WEB_KEY": "k3y"}
+    )
     try:
         browser.get(keyed.url)
         key_box = _wait(
@@ -356,7 +356,7 @@ def test_with_an_api_key_the_page_asks_for_it_and_sends_it(demo_atlas: Path, bro
         assert not browser.find_element(By.ID, "key-form").is_displayed()
         _look_up(browser, "AK2", "human", FROG)
         _wait(browser, lambda d: _rows(d))
-        # This server has no weights: a pasted sequence is searched with MMseqs2 alone.
+        # This server embeds nothing (--no-embed): a pasted sequence is searched with MMseqs2 alone.
         assert "MMseqs2 search (no weights to embed with)" in browser.find_element(By.ID, "provenance").text
         _paste_sequence(browser, mutated(_human_protein("ETF1"), 0.10), FROG)
         first = _rows(browser)[0]
