@@ -123,7 +123,10 @@ def embedder_for_atlas(
 
     def embed(sequences: list[str]) -> np.ndarray:
         cleaned = [clean_sequence(s, f"query sequence {i + 1}") for i, s in enumerate(sequences)]
-        return encoder.embed(cleaned)
+        # One sequence per forward pass: padded beside others, a vector moved in the 6th decimal
+        # with its batch, so `query --fasta` and a server taking the same records in requests of 32
+        # gave different cosines (5 of 32 sequences). Queries are few; proteomes stay batched.
+        return np.vstack([encoder.embed([sequence]) for sequence in cleaned]) if cleaned else encoder.embed([])
 
     return embed
 

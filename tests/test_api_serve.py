@@ -119,7 +119,9 @@ def test_a_gene_query_beside_a_server_is_answered_by_it_with_the_same_rows(atlas
     assert unknown.returncode == 2 and "No gene 'NOPE' in human" in unknown.stderr  # the server's error, as the CLI's
 
 
-def test_serve_refuses_an_empty_atlas_an_unset_key_variable_and_weights_with_no_embed(tmp_path: Path, atlas: Path) -> None:
+def test_serve_refuses_an_empty_atlas_an_unset_key_variable_and_weights_with_no_embed(
+    tmp_path: Path, atlas: Path
+) -> None:
     empty = _serve("--atlas", str(tmp_path / "nothing"), "--port", str(_free_port()))
     assert empty.returncode == 2 and "holds no species" in empty.stderr and "orthovec index" in empty.stderr
     env_name = "ORTHOVEC_TEST_UNSET_KEY"
@@ -187,6 +189,24 @@ def test_serve_embeds_sequences_with_the_atlas_weights_as_query_does(demo_atlas:
     assert hits[0]["evidence"] == "both" and hits[0]["gene_symbol"] == header.split("GN=")[1].split()[0]
     rows = json.loads(done.stdout)
     assert [{k: v for k, v in row.items() if k in hits[0]} for row in rows] == hits
+
+
+def test_a_query_sequence_gets_the_same_vector_whatever_is_sent_beside_it(demo_atlas: Path) -> None:
+    """The command and the server split the same records differently (the server takes requests of
+    at most 32), so a vector must not depend on its batch: with padding it moved in the 6th decimal."""
+    import gzip
+
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    with gzip.open(EXAMPLES / "human_demo.fasta.gz", "rt") as handle:
+        sequences = [sequence for _, sequence in SimpleFastaParser(handle)][:6]
+    atlas = Atlas(demo_atlas)
+    (model,) = atlas.models_for("human")
+    embed = lookup_sequence.embedder_for_atlas(atlas, model, None, "cpu")
+    together = embed(sequences)
+    assert together.shape[0] == 6 and embed([]).shape[0] == 0
+    for i in (0, 5):
+        assert np.array_equal(embed([sequences[i]])[0], together[i])
 
 
 def test_weights_other_than_the_atlas_answer_503(demo_atlas: Path, tmp_path: Path) -> None:
