@@ -308,7 +308,8 @@ def main() -> None:
         if differ[path]:
             print(f"  differing ({path}): {differ[path][:10]}")
     print(
-        f"\n{len(records)} human proteins with 10% of positions changed, no weights (MMseqs2), --to mouse: "
+        f"\n{len(records)} human proteins with 10% of positions changed, --to mouse (rank-1 evidence: "
+        f"{sorted({rows[0]['evidence'] for rows in cli_sequence_rows.values() if rows})}): "
         f"rank-1 is the Ensembl partner for {sequence_agree} / {len(records)}; rows identical between "
         f"`orthovec query --fasta` ({fasta_seconds:.1f} s, one process) and POST /homologs/sequence "
         f"({http_sequence_seconds:.1f} s, requests of at most 32): {sequence_same} / {len(records)}"
