@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from orthovec.cli import main
 from orthovec.indexer.proteome import read_proteome
+from orthovec.lookup.homology import align as align_module
 from orthovec.lookup.homology import mmseqs
 from orthovec.lookup.homology.align import AlignParams, align_species, search_both_ways
 from orthovec.lookup.homology.databases import open_database
@@ -28,7 +29,16 @@ from orthovec.lookup.homology.mmseqs import run_mmseqs
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import UserError
 from orthovec.schemas.pairs import read_alignment
-from orthovec.schemas.tables import ALIGNMENT, GENES, MAPPING, PROTEINS, genes_table, read_table, write_table
+from orthovec.schemas.tables import (
+    ALIGNMENT,
+    GENES,
+    MAPPING,
+    PROTEINS,
+    genes_table,
+    read_provenance,
+    read_table,
+    write_table,
+)
 from tests.conftest import shared_file
 
 PLANTED = 40  # human–mouse pairs sharing a symbol
@@ -111,6 +121,8 @@ def test_alignment_finds_each_ortholog_as_best_gene_pair_from_its_best_isoform(a
 
 def test_a_rerun_with_unchanged_proteins_reuses_the_table(aligned: Atlas, caplog: pytest.LogCaptureFixture) -> None:
     path = aligned.alignment("human", "mouse")
+    # ~50 proteins a side: one exhaustive pass, cheaper than the adaptive search's two, and it says so
+    assert read_provenance(path)["mode"] == "exhaustive" and read_provenance(path)["small"] == 2_000
     before = path.stat().st_mtime_ns
     with caplog.at_level("INFO", logger="orthovec.align"):
         assert align_species(aligned, "human", "mouse", threads=1) == path
@@ -346,7 +358,7 @@ def test_a_pair_both_prefilters_propose_is_aligned_once_and_read_from_either_sid
 
 
 def test_a_sensitive_pass_with_more_open_queries_than_targets_runs_from_the_targets_side(
-    aligned: Atlas, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    aligned: Atlas, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Against 5 of the mouse proteins most human queries stay unsettled, so the second pass searches
     the 5 mouse proteins against them and turns the pairs round. Each human gene's best partner
@@ -356,6 +368,7 @@ def test_a_sensitive_pass_with_more_open_queries_than_targets_runs_from_the_targ
     atlas = Atlas(tmp_path / "atlas")
     mouse = read_table(atlas.proteins("mouse"), PROTEINS)
     write_table(mouse.slice(0, 5), atlas.proteins("mouse"), PROTEINS, {})
+    monkeypatch.setattr(align_module, "for_size", lambda params, proteins: params)  # adaptive at any size
     with caplog.at_level("INFO", logger="orthovec.align"):
         few = _frame(read_table(align_species(atlas, "human", "mouse", threads=1), ALIGNMENT))
     assert any(

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from orthovec.cli import main
 from orthovec.core.logs import DataWarning
 from orthovec.indexer.proteome import read_proteome
+from orthovec.lookup.homology import align
 from orthovec.lookup.homology.align import align_all, align_species
 from orthovec.lookup.homology.databases import ensure_database, open_database
 from orthovec.lookup.homology.search import search_sequences
@@ -254,7 +255,7 @@ def test_align_on_a_full_disk_is_the_one_disk_message(full_disk: Atlas) -> None:
 
 
 def test_the_adaptive_search_finds_the_exhaustive_searchs_best_partners_and_says_which_ran(
-    atlas: Atlas, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    atlas: Atlas, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A human gene with no mouse partner gets one: a copy with half its residues substituted, which
     the fast pass (-s 1) misses (with the second pass disabled this test fails). Left unsettled, the
@@ -272,6 +273,7 @@ def test_the_adaptive_search_finds_the_exhaustive_searchs_best_partners_and_says
     both = read_table(planted.proteins("mouse"), PROTEINS)
     write_table(pa.concat_tables([both, diverged.cast(both.schema)]), planted.proteins("mouse"), PROTEINS, {})
 
+    monkeypatch.setattr(align, "for_size", lambda params, proteins: params)  # adaptive at any size
     with caplog.at_level("INFO", logger="orthovec.align"):
         adaptive = _frame(read_table(align_species(planted, "human", "mouse", threads=1), ALIGNMENT))
     settle = read_provenance(planted.alignment("human", "mouse"))
