@@ -237,9 +237,19 @@ def search_both_ways(
     query-side composition correction, a few bits), which halves the Smith–Waterman work.
     """
     self_bits = {"a": db_a.self_scores(), "b": db_b.self_scores()}
-    forward, candidates = _search(work, db_a.db, self_bits["a"], db_b.db, "A→B", params, threads, _Aligned.nothing())
+    names = {"a": _lookup(db_a.db), "b": _lookup(db_b.db)}
+    forward, candidates = _search(
+        work, (db_a.db, db_b.db), (names["a"], names["b"]), self_bits["a"], "A→B", params, threads, _Aligned.nothing()
+    )
     backward, _ = _search(
-        work, db_b.db, self_bits["b"], db_a.db, "B→A", params, threads, _Aligned(candidates, forward).transposed()
+        work,
+        (db_b.db, db_a.db),
+        (names["b"], names["a"]),
+        self_bits["b"],
+        "B→A",
+        params,
+        threads,
+        _Aligned(candidates, forward).transposed(),
     )
     # A sequence MMseqs2 could not align to itself (composition-corrected score ≤ 0) takes the
     # hit's own bits as its self-score, so its BSR stays within (0, 1].
@@ -285,19 +295,20 @@ class _Aligned:
 
 def _search(
     work: Path,
-    query: Path,
+    dbs: tuple[Path, Path],
+    names: tuple[dict[str, str], dict[str, str]],
     query_self: dict[str, float],
-    target: Path,
     label: str,
     params: AlignParams,
     threads: int | None,
     before: _Aligned,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One direction's hits and candidate pairs: one exhaustive pass, or the adaptive fast pass plus
-    a sensitive pass for the queries it left without a confident best hit."""
+    a sensitive pass for the queries it left without a confident best hit. `dbs` and `names` (MMseqs2
+    key to sequence name, from each database's lookup) are the query side's and the target side's."""
+    (query, target), (query_names, target_names) = dbs, names
     first = params.fast_sensitivity if params.mode == "adaptive" else params.sensitivity
-    names = dict(_lookup(query))
-    done = _pass(work, query, target, names, label, first, params.max_seqs, params, threads, "pass1", before)
+    done = _pass(work, dbs, names, label, first, params.max_seqs, params, threads, "pass1", before)
     if params.mode != "adaptive":
         return done.hits, done.pairs
     best = (
@@ -307,7 +318,7 @@ def _search(
         .agg(pl.col("bsr").max())
     )
     settled = set(best.filter(pl.col("bsr") >= params.settle_bsr)["query"].to_list())
-    open_keys = [key for key, name in names.items() if name not in settled]
+    open_keys = [key for key, name in query_names.items() if name not in settled]
     logger.info(
         "%s: %s of %s queries settled by the fast pass (-s %s); %s searched again at -s %s",
         label,
@@ -319,7 +330,6 @@ def _search(
     )
     if not open_keys:
         return done.hits, done.pairs
-    target_names = dict(_lookup(target))
     # The prefilter's cost grows with its queries' residues (each query position lists its similar
     # k-mers), so when the open queries outnumber the target's sequences (human against a 1,375-
     # protein frog file), the sensitive pass runs from the target's side and its pairs are turned round.
@@ -335,8 +345,7 @@ def _search(
     )
     again = _pass(
         work,
-        subset,
-        target,
+        (subset, target),  # the subset keeps the query database's keys, so `names` still name them
         names,
         label,
         params.sensitivity,
@@ -353,9 +362,8 @@ def _search(
 
 def _pass(
     work: Path,
-    query: Path,
-    target: Path,
-    query_names: dict[str, str],
+    dbs: tuple[Path, Path],
+    names: tuple[dict[str, str], dict[str, str]],
     label: str,
     sensitivity: float,
     max_seqs: int,
@@ -371,6 +379,7 @@ def _pass(
     `from_target`: the prefilter searches `target`'s sequences against `query`'s (each keeping its
     best `max_seqs`), and the candidate pairs are turned round before they are aligned.
     """
+    (query, target), (query_names, target_names) = dbs, names
     prefilter, aligned = (
         work / f"pref_{name}_{query.name}_{target.name}",
         work / f"aln_{name}_{query.name}_{target.name}",
@@ -388,7 +397,6 @@ def _pass(
         max_seqs=max_seqs,
         step=f"prefilter {label}",
     )
-    target_names = dict(_lookup(target))
     if from_target:
         candidates = mmseqs.turned_round(mmseqs.read_candidates(prefilter, work, target_names, query_names))
     else:
@@ -410,10 +418,10 @@ def _pass(
     return _Aligned(candidates.select("query", "target"), pl.concat([hits, reused]))
 
 
-def _lookup(db: Path) -> list[tuple[str, str]]:
-    """(MMseqs2 key, sequence name) of each entry of a sequence database."""
+def _lookup(db: Path) -> dict[str, str]:
+    """MMseqs2 key -> sequence name of each entry of a sequence database, in its order."""
     lines = db.with_name(f"{db.name}.lookup").read_text().splitlines()
-    return [(fields[0], fields[1]) for fields in (line.split("\t") for line in lines)]
+    return {fields[0]: fields[1] for fields in (line.split("\t") for line in lines)}
 
 
 def gene_pairs(hits: pl.DataFrame, proteins_a: pa.Table, proteins_b: pa.Table) -> pa.Table:
