@@ -105,6 +105,20 @@ def demo_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> 
     return own
 
 
+#: The example proteomes shipped with the package (`orthovec demo`'s inputs).
+EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
+
+
+def example_records(name: str) -> list[tuple[str, str]]:
+    """(header, sequence) of every record of a shipped example FASTA (`human_demo.fasta.gz`...)."""
+    import gzip
+
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    with gzip.open(EXAMPLES / name, "rt") as handle:
+        return list(SimpleFastaParser(handle))
+
+
 def human_sequences(n: int) -> list[str]:
     """The first n human Swiss-Prot sequences (skips when ../shared/data is absent)."""
     import gzip

@@ -26,10 +26,10 @@ from orthovec.lookup.store.load import load_atlas
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import Unavailable, UserError
 from orthovec.schemas.tables import GENES, write_table
+from tests.conftest import example_records
 from tests.genes import gene_table
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "orthovec" / "examples"
 MODEL = "esm2_t6_8M_UR50D"
 SERVE = [sys.executable, "-m", "orthovec.cli", "serve"]
 
@@ -139,12 +139,7 @@ def test_serve_refuses_an_empty_atlas_an_unset_key_variable_and_weights_with_no_
 
 def test_sequence_queries_embed_with_the_atlas_weights(demo_atlas: Path, tiny_weights: Path) -> None:
     """What `serve --weights` wires up: a frog protein's own sequence finds that frog gene first."""
-    import gzip
-
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
-    with gzip.open(EXAMPLES / "xenopus_tropicalis_demo.fasta.gz", "rt") as handle:
-        header, sequence = next(SimpleFastaParser(handle))
+    header, sequence = example_records("xenopus_tropicalis_demo.fasta.gz")[0]
     atlas = Atlas(demo_atlas)
     store = open_store(atlas)
     try:
@@ -163,12 +158,7 @@ def test_serve_embeds_sequences_with_the_atlas_weights_as_query_does(demo_atlas:
     """Without --weights, serve takes the checkpoint the atlas was indexed with, as `query --fasta`
     does, so a sequence gets the same rows from either (they differed: the server searched with
     MMseqs2 alone while the command also embedded)."""
-    import gzip
-
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
-    with gzip.open(EXAMPLES / "xenopus_tropicalis_demo.fasta.gz", "rt") as handle:
-        header, sequence = next(SimpleFastaParser(handle))
+    header, sequence = example_records("xenopus_tropicalis_demo.fasta.gz")[0]
     port = _free_port()
     server = subprocess.Popen(
         [*SERVE, "--atlas", str(demo_atlas), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -194,12 +184,7 @@ def test_serve_embeds_sequences_with_the_atlas_weights_as_query_does(demo_atlas:
 def test_a_query_sequence_gets_the_same_vector_whatever_is_sent_beside_it(demo_atlas: Path) -> None:
     """The command and the server split the same records differently (the server takes requests of
     at most 32), so a vector must not depend on its batch: with padding it moved in the 6th decimal."""
-    import gzip
-
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
-    with gzip.open(EXAMPLES / "human_demo.fasta.gz", "rt") as handle:
-        sequences = [sequence for _, sequence in SimpleFastaParser(handle)][:6]
+    sequences = [sequence for _, sequence in example_records("human_demo.fasta.gz")[:6]]
     atlas = Atlas(demo_atlas)
     (model,) = atlas.models_for("human")
     embed = lookup_sequence.embedder_for_atlas(atlas, model, None, "cpu")

@@ -7,7 +7,6 @@ atlas of the same proteomes indexed with `--no-embed`, aligned and mapped on ali
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import shutil
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
-from Bio.SeqIO.FastaIO import SimpleFastaParser
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -29,17 +27,12 @@ from orthovec.lookup.store import open_store
 from orthovec.schemas import api
 from orthovec.schemas.atlas import Atlas
 from orthovec.schemas.errors import NotFound
+from tests.conftest import EXAMPLES, example_records
 from tests.diverged import mutated
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
 FROG = "xenopus_tropicalis"
 #: A made-up protein with no homolog anywhere: the "no partner" case.
 ORPHAN = "MWQHYCPWEWKRNWHTCYPQMFWDCEHWRYPNMQWCHTWYRDPEWMKCWHQYNTPWFCWEMRHYQ"
-
-
-def _records(name: str) -> list[tuple[str, str]]:
-    with gzip.open(EXAMPLES / name, "rt") as handle:
-        return list(SimpleFastaParser(handle))
 
 
 def _cli(*args: str) -> str:
@@ -54,7 +47,7 @@ def plain_atlas(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mapped on alignments: what a user without a GPU or weights has."""
     root = tmp_path_factory.mktemp("plain") / "atlas"
     human = root.parent / "human.fa"
-    records = _records("human_demo.fasta.gz")
+    records = example_records("human_demo.fasta.gz")
     etf1 = next(sequence for header, sequence in records if "GN=ETF1 " in header)
     records += [
         ("sp|Q00000|Q00000_HUMAN made up OX=9606 GN=ORPHAN1", ORPHAN),
@@ -171,7 +164,7 @@ def test_paralogs_come_from_the_genes_own_species_never_the_gene_itself(demo_atl
 
 
 def test_a_mutated_protein_finds_its_ortholog_with_mmseqs2_and_no_weights(plain_atlas: Path) -> None:
-    _header, sequence = next(r for r in _records("human_demo.fasta.gz") if "GN=ETF1 " in r[0])
+    _header, sequence = next(r for r in example_records("human_demo.fasta.gz") if "GN=ETF1 " in r[0])
     query = mutated(sequence, 0.10)
     (answer,) = service.query_sequences(Atlas(plain_atlas), [("etf1-10%", query)], to=[FROG, "human"], k=3)
     assert answer.model is None and [t.evidence for t in answer.targets] == ["alignment", "alignment"]
@@ -186,7 +179,7 @@ def test_a_mutated_protein_finds_its_ortholog_with_mmseqs2_and_no_weights(plain_
 
 
 def test_sequences_over_http_without_weights_are_searched(plain_atlas: Path) -> None:
-    _header, sequence = next(r for r in _records("human_demo.fasta.gz") if "GN=AK2 " in r[0])
+    _header, sequence = next(r for r in example_records("human_demo.fasta.gz") if "GN=AK2 " in r[0])
     atlas = Atlas(plain_atlas)
     client = TestClient(create_app(None, atlas, sequence_search=service.mmseqs_search(atlas)))
     body = {"sequences": [{"id": "ak2", "sequence": mutated(sequence, 0.10)}], "to": [FROG]}

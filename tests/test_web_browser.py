@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.conftest import example_records
 from tests.diverged import mutated
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -291,12 +292,7 @@ def test_mapping_tables_filter_by_score_and_relation_and_page(server: Server, br
 def test_a_pasted_sequence_finds_its_own_gene_and_the_footer_shows_provenance(
     server: Server, browser: WebDriver
 ) -> None:
-    import gzip
-
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
-    with gzip.open(ROOT / "orthovec" / "examples" / "xenopus_tropicalis_demo.fasta.gz", "rt") as handle:
-        header, sequence = next(SimpleFastaParser(handle))
+    header, sequence = example_records("xenopus_tropicalis_demo.fasta.gz")[0]
     _open(browser, server.url)
     _paste_sequence(browser, sequence, FROG)
     first = _rows(browser)[0]
@@ -367,12 +363,7 @@ def test_with_an_api_key_the_page_asks_for_it_and_sends_it(demo_atlas: Path, bro
 
 
 def _human_protein(symbol: str) -> str:
-    import gzip
-
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
-    with gzip.open(ROOT / "orthovec" / "examples" / "human_demo.fasta.gz", "rt") as handle:
-        return next(sequence for header, sequence in SimpleFastaParser(handle) if f"GN={symbol} " in header)
+    return next(sequence for header, sequence in example_records("human_demo.fasta.gz") if f"GN={symbol} " in header)
 
 
 def _paste_sequence(driver: WebDriver, sequence: str, target: str) -> None:
