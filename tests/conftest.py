@@ -41,6 +41,28 @@ def _logging_as_the_library_leaves_it() -> Iterator[None]:
         captured.removeHandler(handler)
 
 
+def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's temporary root, above each pytest-xdist worker's own."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernels_kept_for_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`orthovec integrate` keeps compiled UMAP and XLA kernels in the user's cache; the tests keep
+    theirs in the session's root instead (every worker and every command it starts: the first to
+    compile them saves ~15 s of CPU for each later process), and leave the user's cache alone."""
+    from orthovec.integrate.cli import COMPILE_CACHE_ENV
+
+    before = os.environ.get(COMPILE_CACHE_ENV)
+    os.environ[COMPILE_CACHE_ENV] = str(_session_root(tmp_path_factory) / "compiled")
+    yield
+    if before is None:
+        del os.environ[COMPILE_CACHE_ENV]
+    else:
+        os.environ[COMPILE_CACHE_ENV] = before
+
+
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
     """`build(folder)` run once per test session, however many pytest-xdist workers ask for it.
 
@@ -48,9 +70,7 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     suite's CPU. The first worker builds it under the session's shared temporary root, holding a
     lock there; the others wait for the lock and find it done. What is built this way is read-only.
     """
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the session's root, above each worker's own
+    root = _session_root(tmp_path_factory)
     folder = root / f"shared-{name}"
     with open(root / f"shared-{name}.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
