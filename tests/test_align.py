@@ -121,8 +121,9 @@ def test_alignment_finds_each_ortholog_as_best_gene_pair_from_its_best_isoform(a
 
 def test_a_rerun_with_unchanged_proteins_reuses_the_table(aligned: Atlas, caplog: pytest.LogCaptureFixture) -> None:
     path = aligned.alignment("human", "mouse")
-    # ~50 proteins a side: one exhaustive pass, cheaper than the adaptive search's two, and it says so
-    assert read_provenance(path)["mode"] == "exhaustive" and read_provenance(path)["small"] == 2_000
+    # ~50 proteins a side: every pair aligned, cheaper than any prefilter, and the provenance says so
+    ran = read_provenance(path)
+    assert (ran["mode"], ran["all_pairs_cells"], ran["all_pairs_max"]) == ("all-pairs", 2 * 10**10, 10**6)
     before = path.stat().st_mtime_ns
     with caplog.at_level("INFO", logger="orthovec.align"):
         assert align_species(aligned, "human", "mouse", threads=1) == path
@@ -322,6 +323,35 @@ def test_align_works_with_a_relative_atlas_path(
     result = CliRunner().invoke(main, ["align", "human", "mouse", "--threads", "1", "--atlas", "atlas"])
     assert result.exit_code == 0, result.output
     assert read_table(Path("atlas/alignments/human__mouse.parquet"), ALIGNMENT).num_rows > PLANTED
+
+
+def test_every_pair_aligned_finds_every_hit_the_prefilter_passes_with_the_same_scores(
+    aligned: Atlas, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Small proteomes skip the prefilter and align every pair: a superset of the exhaustive search's
+    hits, each scored the same (A→B: both are Smith–Waterman of the same pair with A as query)."""
+    databases = {name: open_database(aligned, name, threads=1) for name in ("human", "mouse")}
+    searched = {}
+    for mode in ("all-pairs", "exhaustive"):
+        (tmp_path / mode).mkdir()
+        params = AlignParams(mode=mode)  # type: ignore[arg-type]
+        with caplog.at_level("INFO", logger="orthovec.align"):
+            hits = search_both_ways(tmp_path / mode, databases["human"], databases["mouse"], params, 1)
+        searched[mode] = hits.filter(pl.col("direction") == "ab")
+        if mode == "all-pairs":
+            pairs = len(mmseqs.lookup(databases["human"].db)) * len(mmseqs.lookup(databases["mouse"].db))
+            assert f"A→B: exact Smith–Waterman scores (MMseqs2 align) of {pairs:,} candidate pairs" in caplog.text
+            assert (
+                f"B→A: exact Smith–Waterman scores (MMseqs2 align) of 0 candidate pairs; {pairs:,} aligned"
+                in caplog.text
+            )
+            assert "prefilter" not in caplog.text
+    every, prefiltered = searched["all-pairs"], searched["exhaustive"]
+    both = prefiltered.join(every, on=["query", "target"], how="left", suffix="_every")
+    assert both.height == prefiltered.height > PLANTED and both["bits_every"].null_count() == 0
+    for column in ("bits", "raw", "evalue", "fident", "qcov", "tcov"):
+        assert (both[column] == both[f"{column}_every"]).all(), column
+    assert every.height >= prefiltered.height
 
 
 def test_a_pair_both_prefilters_propose_is_aligned_once_and_read_from_either_side(

@@ -116,13 +116,24 @@ def create_db(fasta: Path, db: Path, work: Path) -> None:
     run_mmseqs(["createdb", str(fasta), str(db), "--shuffle", "0", "-v", "1"], work, "createdb")
 
 
+def lookup(db: Path) -> dict[str, str]:
+    """MMseqs2 key -> sequence name of each entry of a sequence database, in its order."""
+    lines = db.with_name(f"{db.name}.lookup").read_text().splitlines()
+    return {fields[0]: fields[1] for fields in (line.split("\t") for line in lines)}
+
+
+def residues(db: Path) -> int:
+    """Residues in a sequence database (its index gives each entry's length plus a newline and a NUL)."""
+    lines = db.with_name(f"{db.name}.index").read_text().splitlines()
+    return sum(int(line.split("\t")[2]) - 2 for line in lines)
+
+
 def self_hits(db: Path, work: Path, threads: int | None) -> pl.DataFrame:
     """Each sequence of `db` aligned to itself (a prefilter table of self-pairs only, then align)."""
-    keys = [line.split("\t", 1)[0] for line in db.with_name(f"{db.name}.index").read_text().splitlines()]
-    pairs = work / f"{db.name}_self.tsv"
-    pairs.write_text("".join(f"{key}\t{key}\t0\t0\n" for key in keys))
-    prefilter, aligned = work / f"{db.name}_selfpref", work / f"{db.name}_selfaln"
-    run_mmseqs(["tsv2db", str(pairs), str(prefilter), "--output-dbtype", "7", "-v", "1"], work, "tsv2db")
+    names = lookup(db)
+    pairs = pl.DataFrame({"query_key": list(names), "target_key": list(names), "score": "0", "diagonal": "0"})
+    prefilter = write_candidates(pairs, work / f"{db.name}_self", work)
+    aligned = work / f"{db.name}_selfaln"
     align(db, db, prefilter, aligned, work, threads, max_evalue="inf", step="self-scores")
     return read_hits(db, db, aligned, work, threads)
 
@@ -189,6 +200,16 @@ def read_candidates(
         query=pl.col("query_key").replace_strict(query_names, return_dtype=pl.String),
         target=pl.col("target_key").replace_strict(target_names, return_dtype=pl.String),
     )
+
+
+def every_pair(query_names: dict[str, str], target_names: dict[str, str]) -> pl.DataFrame:
+    """`read_candidates` rows pairing every query with every target, grouped by query as a prefilter
+    result database holds them: for proteomes so small that Smith–Waterman on every pair costs less
+    than MMseqs2's k-mer prefilter (whose tables cost ~2 s of CPU whatever the input), and misses
+    nothing the prefilter would have passed."""
+    queries = pl.DataFrame({"query_key": list(query_names), "query": list(query_names.values())})
+    targets = pl.DataFrame({"target_key": list(target_names), "target": list(target_names.values())})
+    return queries.join(targets, how="cross").with_columns(score=pl.lit("0"), diagonal=pl.lit("0"))
 
 
 def turned_round(candidates: pl.DataFrame) -> pl.DataFrame:
