@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from orthovec.cli import main
 from orthovec.core.logs import DataWarning
 from orthovec.indexer.proteome import read_proteome
-from orthovec.lookup.homology import align
+from orthovec.lookup.homology import align, search
 from orthovec.lookup.homology.align import align_all, align_species
 from orthovec.lookup.homology.databases import ensure_database, open_database
 from orthovec.lookup.homology.search import search_sequences
@@ -167,6 +167,31 @@ def test_identical_and_mutated_queries_find_their_gene_first(atlas: Atlas) -> No
     assert (same["identity"] == 1.0).all() and (same["bsr"] >= 0.99).all() and (same["coverage_query"] == 1.0).all()
     assert (best.tail(5)["identity"] < 0.95).all()  # the mutated copies are found as what they are
     assert hits["query"].to_list()[0] == queries[0][0] and (hits["rank"] <= 3).all()
+
+
+def test_the_k_mer_index_search_gives_rows_the_every_pair_search_holds_with_the_same_scores(
+    atlas: Atlas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small search aligns every query with every protein and builds no index; past
+    `ALL_PAIRS_CELLS` the species' k-mer index is built and its prefilter chooses the candidates.
+    On the same queries, every row the index gives is a row of the every-pair search, scored the same."""
+    shutil.copytree(atlas.root, tmp_path / "atlas")
+    copy = Atlas(tmp_path / "atlas")
+    mouse = _frame(read_table(copy.proteins("mouse"), PROTEINS)).head(8)
+    queries = [
+        (row["protein_id"], _mutate(row["sequence"], 0.3, i)) for i, row in enumerate(mouse.iter_rows(named=True))
+    ]
+    every = _frame(search_sequences(copy, queries, "mouse", threads=1))
+    assert open_database(copy, "mouse").index is None
+    monkeypatch.setattr(search, "ALL_PAIRS_CELLS", 0)
+    indexed = _frame(search_sequences(copy, queries, "mouse", threads=1))
+    assert open_database(copy, "mouse").index is not None
+    both = indexed.join(every, on=["query_index", "gene_id"], how="left", suffix="_every")
+    assert both.height >= len(queries) and both["bits_every"].null_count() == 0
+    for column in ("protein_id", "bits", "evalue", "identity", "coverage_query", "coverage_target", "bsr"):
+        assert (both[column] == both[f"{column}_every"]).all(), column
+    first = every.filter(pl.col("rank") == 1).sort("query_index")["gene_id"].to_list()
+    assert first == mouse["gene_id"].to_list()
 
 
 def test_a_human_protein_mutated_at_ten_percent_finds_its_mouse_ortholog(atlas: Atlas) -> None:

@@ -33,6 +33,13 @@ from orthovec.schemas.tables import SEQUENCE_HITS
 
 logger = get_logger("align")
 
+#: Query residues × the species' residues at most this: every query is aligned with every protein,
+#: no k-mer index or prefilter (the index costs seconds and ~1 GB to build, and its prefilter ~0.15 s
+#: per search once built; Smith–Waterman runs ~10⁹ cells per 0.1 s on one core). A query against
+#: a small proteome (the demo's) is then answered without building an index at all; one against
+#: human (11 M residues) still goes through it.
+ALL_PAIRS_CELLS = 2_000_000_000
+
 
 def search_sequences(
     atlas: Atlas,
@@ -47,7 +54,9 @@ def search_sequences(
     """Genes of `species` whose proteins align with each (label, sequence) query (`SEQUENCE_HITS` rows).
 
     `max_genes` keeps each query's best N genes (all hits below `max_evalue` by default). The
-    species' search database and k-mer index are built on first use (about 1 GB per species).
+    species' search database and k-mer index are built on first use (about 1 GB per species);
+    small searches align every pair instead (`ALL_PAIRS_CELLS`), which needs no index and finds
+    every hit the prefilter would pass, with the same scores.
     """
     if not queries:
         raise Invalid("give at least one query sequence.", param="queries", value=[])
@@ -59,7 +68,8 @@ def search_sequences(
         check_number("threads", threads)
     cleaned = [(label, _clean(label, sequence)) for label, sequence in queries]
     database = open_database(atlas, species, threads=threads)
-    target = _indexed(database, threads)
+    every_pair = sum(len(sequence) for _, sequence in cleaned) * mmseqs.residues(database.db) <= ALL_PAIRS_CELLS
+    target, load = (database.db, []) if every_pair else (_indexed(database, threads), ["--db-load-mode", "2"])
     with tempfile.TemporaryDirectory(prefix="orthovec-search-") as scratch:
         work = Path(scratch).resolve()
         names = [f"q{i}" for i in range(len(cleaned))]
@@ -67,20 +77,24 @@ def search_sequences(
         query = work / "queries"
         mmseqs.create_db(work / "queries.fasta", query, work)
         self_bits = mmseqs.self_hits(query, work, threads).select(pl.col("query"), pl.col("bits").alias("self_query"))
-        load = ["--db-load-mode", "2"]
-        mmseqs.prefilter(
-            query,
-            target,
-            work / "pref",
-            work,
-            threads,
-            sensitivity=sensitivity,
-            max_seqs=300,
-            step="prefilter",
-            extra=load,
-        )
+        if every_pair:
+            candidates = mmseqs.every_pair(mmseqs.lookup(query), mmseqs.lookup(database.db))
+            prefilter = mmseqs.write_candidates(candidates, work / "pref", work)
+        else:
+            prefilter = work / "pref"
+            mmseqs.prefilter(
+                query,
+                target,
+                prefilter,
+                work,
+                threads,
+                sensitivity=sensitivity,
+                max_seqs=300,
+                step="prefilter",
+                extra=load,
+            )
         mmseqs.align(
-            query, target, work / "pref", work / "aln", work, threads, max_evalue=max_evalue, step="align", extra=load
+            query, target, prefilter, work / "aln", work, threads, max_evalue=max_evalue, step="align", extra=load
         )
         hits = mmseqs.read_hits(query, database.db, work / "aln", work, threads)
     labels = pl.DataFrame(
