@@ -281,8 +281,8 @@ def map_command(
     "--sensitivity",
     rule="sensitivity",
     help="Exhaustive search at this MMseqs2 -s (1 to 7.5; 5.7 is MMseqs2's default) instead of the "
-    "adaptive one (a fast pass, then -s 5.7 only for genes without a confident best hit; two species "
-    "of at most 2,000 distinct sequences each get one pass at -s 5.7, cheaper there).",
+    "adaptive one (a fast pass, then -s 5.7 only for genes without a confident best hit; small "
+    "proteomes get cheaper searches: every pair aligned, or one pass at -s 5.7; see docs/mapping.md).",
 )
 @atlas_option
 @output_format("table", "tsv", "json")

@@ -152,8 +152,9 @@ def align_species(
         MMseqs2 threads (default: every core).
     sensitivity
         None (default): the adaptive search, a fast MMseqs2 pass and a second one at `-s 5.7` only
-        for proteins without a confident best hit (two species of at most 2,000 distinct sequences
-        each get the one exhaustive pass, cheaper there). A number from 1 to 7.5: the exhaustive search
+        for proteins without a confident best hit (small proteomes get cheaper searches: every pair
+        aligned when their residues multiply to at most 2·10¹⁰, else one exhaustive pass up to 2,000
+        distinct sequences a side). A number from 1 to 7.5: the exhaustive search
         at that MMseqs2 `-s` (5.7 is MMseqs2's default). The table's provenance says which ran.
     """
     from orthovec.lookup.homology.align import align_species as run_align
