@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from pathlib import Path
 
@@ -117,6 +119,22 @@ def test_a_writer_or_reader_waits_for_another_writers_commit_but_not_for_readers
         open_store(atlas, wait_s=10)
     assert waits == []  # a server does not go away by itself: refused without waiting
     server.close()
+
+
+def test_a_writer_waits_for_a_passing_holder_of_the_write_ahead_log(tmp_path: Path) -> None:
+    """Seen in a parallel build: the writer held the store lock, yet Edge found its log locked
+    (`WouldBlock`) by a holder on its way out. The load now waits for it instead of failing."""
+    atlas = Atlas(tmp_path / "atlas")
+    store = open_store(atlas)
+    store.upsert_genes(MODEL, gene_table("human", _vectors(5), [f"G{i}" for i in range(5)]))
+    store.close()
+    wal = os.open(atlas.qdrant(MODEL) / "wal", os.O_RDONLY)
+    fcntl.flock(wal, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a forked child's copy of Edge's lock holds it
+    threading.Timer(0.5, os.close, [wal]).start()
+    again = open_store(atlas)
+    again.upsert_genes(MODEL, gene_table("mouse", _vectors(5, seed=1), [f"M{i}" for i in range(5)]))
+    assert again.species_counts(MODEL) == {"human": 5, "mouse": 5}
+    again.close()
 
 
 def test_an_empty_store_says_what_to_do(tmp_path: Path) -> None:

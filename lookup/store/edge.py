@@ -51,6 +51,8 @@ EDGE_WAL_BYTES = 64 * 2**20
 READ_WAIT_S = 30.0
 #: How long a writer waits for another writer's commit; readers (a server) are never waited for.
 WRITE_WAIT_S = 600.0
+#: How long a writer holding the store lock waits for a write-ahead log locked by a passing holder.
+WAL_WAIT_S = 30.0
 
 
 class ShardUnreadable(Exception):
@@ -208,10 +210,31 @@ class EdgeStore:
         os.rename(building, path)
 
     def _open_for_writing(self, path: Path) -> Any:
-        """Load the shard and recreate any payload index a damaged store lacks."""
+        """Load the shard and recreate any payload index a damaged store lacks.
+
+        Holding the store lock exclusively, a write-ahead log found locked can only have a passing
+        holder, and the load waits for it, up to `WAL_WAIT_S`. It was seen once (`WouldBlock`), in
+        a build loading three species from parallel threads that also start MMseqs2 children: a
+        child forked by another thread keeps a copy of every descriptor until it execs, Edge's lock
+        on the log included (how this build got there was not pinned down).
+        """
         import qdrant_edge as qe
 
-        shard = qe.EdgeShard.load(str(path))
+        deadline = time.monotonic() + WAL_WAIT_S
+        while True:
+            try:
+                shard = qe.EdgeShard.load(str(path))
+                break
+            except Exception as err:  # qdrant_edge raises a bare Exception for engine errors
+                if "WouldBlock" not in str(err):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"The embedded store's write-ahead log {path / 'wal'} stayed locked for {WAL_WAIT_S:.0f} s "
+                        "although no other orthovec run holds the store; stop whatever holds it (`fuser -v` names "
+                        "it) and run again. Nothing was changed."
+                    ) from err
+                time.sleep(0.05)
         present = shard.info().payload_schema
         for field in EDGE_INDEXES:
             if field not in present:
