@@ -83,6 +83,17 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
 
 
 @pytest.fixture(scope="session")
+def umap_compiled(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`import umap` compiles pynndescent's ~40 numba kernels (17 s of CPU) until numba has cached
+    them beside pynndescent's sources: in a fresh environment every worker that integrated did it
+    at once. The first worker to ask imports it under the session's lock; the others wait, then
+    load the cached kernels (~2 s). Modules that integrate use it (`pytestmark`)."""
+    import importlib
+
+    built_once(tmp_path_factory, "umap", lambda folder: importlib.import_module("umap"))
+
+
+@pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer ESM-2 in fair-esm's checkpoint layout."""
     from orthovec.embedding.random_weights import write_random_checkpoint

@@ -150,6 +150,7 @@ def repository_like(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.usefixtures("umap_compiled")  # the tour integrates (tests/conftest.py)
 def test_the_readme_tour_and_python_example_run(repository_like: Path) -> None:
     tour_section = README.read_text().split("## A tour", 1)[1]
     [tour, *_] = _blocks_of_text(tour_section, "bash")

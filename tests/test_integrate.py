@@ -22,6 +22,8 @@ from orthovec.lookup.homology.imported import import_pairs
 from orthovec.schemas.errors import Invalid, NotFound
 from tests.conftest import shared_file
 
+pytestmark = pytest.mark.usefixtures("umap_compiled")  # tests/conftest.py: pynndescent compiled once
+
 
 def _adata(genes: list[str], counts: list[list[float]], label: str = "beta") -> ad.AnnData:
     matrix = np.asarray(counts, dtype=np.float32).reshape(-1, len(genes))

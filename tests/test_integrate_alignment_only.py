@@ -20,6 +20,8 @@ from orthovec.cli import main
 from orthovec.lookup.homology.mapping import MappingParams
 from orthovec.schemas.tables import MAPPING, read_table
 
+pytestmark = pytest.mark.usefixtures("umap_compiled")  # tests/conftest.py: pynndescent compiled once
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "orthovec" / "examples"
 HUMAN, FROG = "human", "xenopus_tropicalis"
 TYPES = ["alpha", "beta", "delta"]

@@ -19,6 +19,8 @@ from orthovec.lookup.homology.imported import import_pairs
 from orthovec.schemas.errors import NotFound
 from orthovec.schemas.tables import MAPPING, write_table
 
+pytestmark = pytest.mark.usefixtures("umap_compiled")  # tests/conftest.py: pynndescent compiled once
+
 MARKUP = "[red]RED[/red]"
 GENES = ["INS", "GCG", "SST", "PPY", "KRT19", "SPP1", "COL1A1", MARKUP, "[/]"]
 

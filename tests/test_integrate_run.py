@@ -29,6 +29,8 @@ from orthovec.schemas.tables import (
 )
 from tests.conftest import shared_file
 
+pytestmark = pytest.mark.usefixtures("umap_compiled")  # tests/conftest.py: pynndescent compiled once
+
 ENDOTHELIAL = "endothelial cell"
 
 

@@ -15,6 +15,8 @@ import pytest
 
 import orthovec as ov
 
+pytestmark = pytest.mark.usefixtures("umap_compiled")  # tests/conftest.py: pynndescent compiled once
+
 
 def _modules_after(statement: str, cwd: Path) -> dict[str, object]:
     """Runs `statement` in a fresh interpreter (outside the repository) and reports what it imported."""
