@@ -84,13 +84,25 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
 
 @pytest.fixture(scope="session")
 def umap_compiled(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """`import umap` compiles pynndescent's ~40 numba kernels (17 s of CPU) until numba has cached
-    them beside pynndescent's sources: in a fresh environment every worker that integrated did it
-    at once. The first worker to ask imports it under the session's lock; the others wait, then
-    load the cached kernels (~2 s). Modules that integrate use it (`pytestmark`)."""
-    import importlib
+    """`import umap` compiles pynndescent's ~40 numba kernels (17 s of CPU), and a first UMAP its own
+    (~10 s), until numba has cached them beside their sources: in a fresh environment every worker
+    that integrated did both at once. The first worker to ask does them under the session's lock,
+    on a small float32 embedding as the integration's are; the others wait, then load the cached
+    kernels. Modules that integrate use it (`pytestmark`)."""
 
-    built_once(tmp_path_factory, "umap", lambda folder: importlib.import_module("umap"))
+    def compile_once(folder: Path) -> None:
+        import anndata as ad
+        import numpy as np
+        import scanpy as sc
+
+        from orthovec.integrate.compiled import keep_compiled
+
+        keep_compiled(_session_root(tmp_path_factory) / "compiled")
+        cells = ad.AnnData(np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32))
+        sc.pp.neighbors(cells, use_rep="X", random_state=0)
+        sc.tl.umap(cells, random_state=0)
+
+    built_once(tmp_path_factory, "umap", compile_once)
 
 
 @pytest.fixture(scope="session")
