@@ -28,7 +28,7 @@ Three modes (`AlignParams.mode`, recorded in the table's provenance):
   `benchmarks/align_quality.py` against the exhaustive search (docs/performance.md).
 - `exhaustive`: every query at `-s sensitivity` (`orthovec align --sensitivity S`), the search
   MMseqs2's defaults make; also what the default becomes for two species of at most `small`
-  distinct sequences each, where MMseqs2's fixed cost per prefilter (~1.5 s) outweighs what the
+  distinct sequences each, where MMseqs2's fixed cost per prefilter (~2 s) outweighs what the
   fast pass saves.
 - `all-pairs`: what the default becomes for two proteomes whose residues multiply to at most
   `all_pairs_cells` (2·10¹⁰, about 2 s of Smith–Waterman on one core): no prefilter, every
