@@ -54,13 +54,9 @@ def _compiled_kernels_kept_for_the_session(tmp_path_factory: pytest.TempPathFact
     compile them saves ~15 s of CPU for each later process), and leave the user's cache alone."""
     from orthovec.integrate.cli import COMPILE_CACHE_ENV
 
-    before = os.environ.get(COMPILE_CACHE_ENV)
-    os.environ[COMPILE_CACHE_ENV] = str(_session_root(tmp_path_factory) / "compiled")
-    yield
-    if before is None:
-        del os.environ[COMPILE_CACHE_ENV]
-    else:
-        os.environ[COMPILE_CACHE_ENV] = before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(COMPILE_CACHE_ENV, str(_session_root(tmp_path_factory) / "compiled"))
+        yield
 
 
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
@@ -95,9 +91,10 @@ def umap_compiled(tmp_path_factory: pytest.TempPathFactory) -> None:
         import numpy as np
         import scanpy as sc
 
+        from orthovec.integrate.cli import COMPILE_CACHE_ENV
         from orthovec.integrate.compiled import keep_compiled
 
-        keep_compiled(_session_root(tmp_path_factory) / "compiled")
+        keep_compiled(Path(os.environ[COMPILE_CACHE_ENV]))  # the session's, set by the fixture above
         cells = ad.AnnData(np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32))
         sc.pp.neighbors(cells, use_rep="X", random_state=0)
         sc.tl.umap(cells, random_state=0)
