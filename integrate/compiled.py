@@ -2,9 +2,10 @@
 
 Every `orthovec integrate` process compiled them afresh, ~10 s of numba (UMAP's fuzzy simplicial
 set and layout) and ~5 s of XLA (the silhouettes) on two cores: more than the whole integration of
-a small dataset (a three-species run of the tiny Baron files: 28 s, 16 s with both kept). numba
-keeps a function's machine code only when its author asked for it (`cache=True`, which umap does
-not), and JAX's persistent cache is off until a directory is named. Neither changes a result:
+a small dataset (`orthovec integrate` of the tiny three-species Baron files: 32.1 s, 17.6 s with
+both kept). numba keeps a function's machine code only when its author asked for it
+(`cache=True`, which umap does not), and JAX's persistent cache is off until a directory is
+named. Neither changes a result:
 numba's cache is keyed by the function's source and argument types, JAX's by the program and
 its compile options.
 
